@@ -1,0 +1,10 @@
+"""mixclust: deep and probabilistic clustering built on mixtures."""
+
+from . import datasets, metrics
+from ._io import load
+from ._registry import MODELS, get_model
+from .gmm import GaussianMixture
+
+__version__ = "0.1.0"
+
+__all__ = ["GaussianMixture", "MODELS", "datasets", "get_model", "load", "metrics", "__version__"]

@@ -1,0 +1,696 @@
+"""Data sets: registered names, user arrays, files and folders.
+
+One entry point, :func:`load`, returns ``(X, y)`` for
+
+* the registered data sets listed in :data:`NAMES` (see :data:`DATASETS`):
+
+  ============== ========= ========================================================= ==============
+  name           kind      what                                                      default split
+  ============== ========= ========================================================= ==============
+  mnist          image     MNIST digits, (n, 1, 28, 28); 60,000 train / 10,000 test  ``"train"``
+  fashion_mnist  image     Fashion-MNIST, same layout                                ``"train"``
+  fsdd           audio     Free Spoken Digit Dataset as log-mel images; 2,700/300    ``"train"``
+  digits         bundled   scikit-learn 8x8 digits, (1797, 1, 8, 8)                  ``"all"``
+  iris           bundled   scikit-learn iris, (150, 4) float64                       ``"all"``
+  blobs, ...     synthetic 2-D sets of the GMM and objective-clustering studies      ``"all"``
+  ============== ========= ========================================================= ==============
+
+* a path to an ``.npy`` file (``X`` only), an ``.npz`` file (keys ``X`` and optional ``y``, or
+  ``x_train``/``y_train``/``x_test``/``y_test``), an image folder or an audio folder;
+* a numpy array ``X`` or a tuple ``(X, y)``.
+
+Conventions
+-----------
+Images are ``(n, C, H, W)`` float32 in [0, 1] (``flatten=True`` gives ``(n, C*H*W)``); tabular and
+synthetic data are 2-D float64 and are *not* standardised; labels are int64 (``None`` when unknown).
+
+Where files are looked for
+--------------------------
+``data_dir`` if given, and then only there; otherwise each folder of ``$MIXCLUST_DATA`` (several may be
+joined with ``os.pathsep``) and then the user cache (``$XDG_CACHE_HOME/mixclust``, default
+``~/.cache/mixclust``). In each folder ``d`` the files may lie in ``d`` itself or in ``d/<name>/``.
+MNIST and Fashion-MNIST missing everywhere are downloaded (official gzip files, sha256 of the
+uncompressed files checked) into ``data_dir`` if given, else into the cache, unless ``download=False``
+or ``MIXCLUST_NO_DOWNLOAD=1``. Missing data raise :class:`DataNotFoundError` naming every place looked.
+
+Folders
+-------
+A folder holds images (png, jpg, ...) or sounds (wav, flac, ogg). Files spread over two or more
+subfolders are labelled by subfolder (labels index the sorted subfolder names); otherwise the files of
+the folder (or of its only subfolder) are labelled by an integer name prefix ``<label>_...`` when all
+have one (FSDD style), else ``y`` is None. Images are never resized. Sounds become log-mel images
+(:func:`log_mel_images`, :data:`AUDIO_DEFAULTS`: 8 kHz, 32 mels, n_fft 512, hop 192, 32 frames, dB with
+the fixed reference 1.0 clipped to [-80, 30] dB and mapped to [0, 1]); this needs ``mixclust[audio]``.
+
+Splits
+------
+``split`` is ``"train"``, ``"test"``, ``"all"`` (train then test) or ``None`` (the default split of the
+table above; ``"train"`` for files in the ``x_train`` layout). The bundled sets use a stratified 80/20
+split with seed 0. Sources with no split (synthetic sets, arrays, ``X``/``y`` files, folders) return all
+their data whatever the split; draw a test set from a synthetic generator with another
+``random_state``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import re
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["DATASETS", "NAMES", "SPLITS", "DataNotFoundError", "Dataset", "available", "load"]
+
+SPLITS = ("train", "test", "all")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+#: Spectrogram settings of audio folders and FSDD (override any of them as ``load`` keywords).
+#: 32 frames of hop 192 at 8 kHz cover 0.77 s, more than 95 % of the FSDD recordings.
+AUDIO_DEFAULTS = {"sr": 8000, "n_mels": 32, "n_fft": 512, "hop_length": 192, "n_frames": 32,
+                  "db_range": (-80.0, 30.0)}
+
+_IDX_FILES = {  # (split, array) -> official file name
+    ("train", "x"): "train-images-idx3-ubyte", ("train", "y"): "train-labels-idx1-ubyte",
+    ("test", "x"): "t10k-images-idx3-ubyte", ("test", "y"): "t10k-labels-idx1-ubyte",
+}
+#: Official download locations (tried in order); the gzip files are ``<base><idx name>.gz``.
+URLS = {
+    "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/",
+              "https://storage.googleapis.com/cvdf-datasets/mnist/"],
+    # The S3 *website* endpoint serves plain http only; integrity comes from the sha256 below.
+    "fashion_mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+                      "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/"],
+}
+#: sha256 of the *uncompressed* official IDX files.
+SHA256 = {
+    "mnist": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    },
+}
+FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset"
+DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a download is abandoned
+
+
+class DataNotFoundError(ValueError, FileNotFoundError):
+    """A data set was found nowhere; the message lists every place looked."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Where to look
+# --------------------------------------------------------------------------------------------------
+
+def cache_dir() -> Path:
+    """Return the user cache folder, ``$XDG_CACHE_HOME/mixclust`` or ``~/.cache/mixclust``."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "mixclust"
+
+
+def search_dirs(data_dir=None) -> list[Path]:
+    """Return the folders searched, in order: ``[data_dir]`` alone, else ``$MIXCLUST_DATA`` + cache."""
+    if data_dir is not None:
+        return [Path(data_dir).expanduser()]
+    env = os.environ.get("MIXCLUST_DATA", "")
+    return [Path(p).expanduser() for p in env.split(os.pathsep) if p] + [cache_dir()]
+
+
+def _candidates(name, dirs):
+    """Each searched folder ``d`` and then ``d/<name>``."""
+    return [c for d in dirs for c in (d, d / name)]
+
+
+def _not_found(name, wanted, places, extra=""):
+    where = "\n".join(f"  - {p}" for p in places)
+    return DataNotFoundError(
+        f"data set {name!r} not found: looked for {wanted} in\n{where}\n{extra}"
+        f"Point at the data with load({name!r}, data_dir=...) or the MIXCLUST_DATA environment variable.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Array helpers
+# --------------------------------------------------------------------------------------------------
+
+def _as_images(x):
+    """uint8 (n, H, W) or (n, C, H, W) -> float32 (n, C, H, W) in [0, 1]; other arrays unchanged
+    except that 3-D arrays get a channel axis."""
+    x = np.asarray(x)
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.dtype == np.uint8 and x.ndim == 4:
+        x = x.astype(np.float32) / np.float32(255.0)
+    return x
+
+
+def _labels(y):
+    if y is None:
+        return None
+    y = np.asarray(y).reshape(-1)
+    return y.astype(np.int64) if y.dtype.kind in "iub" else y
+
+
+def _validate(X, y, source="X"):
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf" or X.ndim < 1:
+        raise ValueError(f"{source}: expected a numeric array, got dtype {X.dtype} and shape {X.shape}")
+    if X.ndim == 1:
+        raise ValueError(f"{source}: expected at least 2 dimensions (n_samples, ...), got shape {X.shape}")
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        raise ValueError(f"{source}: contains NaN or infinite values")
+    y = _labels(y)
+    if y is not None and len(y) != len(X):
+        raise ValueError(f"{source}: {len(X)} samples but {len(y)} labels")
+    return X, y
+
+
+def _pick(parts, split):
+    """``parts`` maps 'train'/'test' to (X, y); 'all' concatenates train then test."""
+    if split != "all":
+        return parts[split]
+    xs, ys = zip(*(parts["train"], parts["test"]))
+    return np.concatenate(xs), (None if any(v is None for v in ys) else np.concatenate(ys))
+
+
+def _file_error(path, exc):
+    return ValueError(f"cannot read {path}: {type(exc).__name__}: {exc}")
+
+
+# --------------------------------------------------------------------------------------------------
+# .npy / .npz and IDX files
+# --------------------------------------------------------------------------------------------------
+
+def _load_npy(path, split):
+    try:
+        X = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001 - any failure is a corrupt file
+        raise _file_error(path, exc) from exc
+    return _validate(_as_images(X), None, str(path))
+
+
+def _load_npz(path, split):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as exc:  # noqa: BLE001
+        raise _file_error(path, exc) from exc
+    if "X" in arrays:
+        return _validate(_as_images(arrays["X"]), arrays.get("y"), str(path))
+    if {"x_train", "x_test"} <= arrays.keys():
+        parts = {s: _validate(_as_images(arrays[f"x_{s}"]), arrays.get(f"y_{s}"), str(path))
+                 for s in ("train", "test")}
+        return _pick(parts, split or "train")
+    raise ValueError(f"{path}: expected keys 'X' (and optional 'y') or x_train/y_train/x_test/y_test, "
+                     f"found {sorted(arrays)}")
+
+
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file (``.gz`` allowed) as used by MNIST; a malformed file is a ValueError."""
+    path = Path(path)
+    try:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
+            data = f.read()
+        zero, code, ndim = data[:2], data[2], data[3]
+        dtype = np.dtype(_IDX_DTYPES[code])
+        if zero != b"\0\0" or ndim == 0:
+            raise ValueError("bad magic number")
+        shape = tuple(np.frombuffer(data, ">u4", count=ndim, offset=4).astype(int))
+        body = data[4 + 4 * ndim:]
+        if len(body) != dtype.itemsize * int(np.prod(shape)):
+            raise ValueError(f"{len(body)} data bytes for shape {shape}")
+        return np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+    except Exception as exc:  # noqa: BLE001 - truncated, bad gzip, bad header...
+        raise _file_error(path, exc) from exc
+
+
+def _idx_paths(folder):
+    """The four IDX files in ``folder`` (uncompressed preferred over .gz), or None if any is missing."""
+    found = {}
+    for key, fname in _IDX_FILES.items():
+        path = next((p for p in (folder / fname, folder / f"{fname}.gz") if p.is_file()), None)
+        if path is None:
+            return None
+        found[key] = path
+    return found
+
+
+def _locate_idx_set(name, dirs):
+    """First ``<name>.npz`` or complete IDX set, searching ``d/<name>.npz``, ``d/<name>/<name>.npz``,
+    then IDX files in ``d/<name>/`` and ``d``. Returns a Path (npz) or dict (IDX), or None."""
+    for d in dirs:
+        for npz in (d / f"{name}.npz", d / name / f"{name}.npz"):
+            if npz.is_file():
+                return npz
+        for folder in (d / name, d):
+            if (idx := _idx_paths(folder)) is not None:
+                return idx
+    return None
+
+
+def _download_enabled(download):
+    if download is not None:
+        return bool(download)
+    return os.environ.get("MIXCLUST_NO_DOWNLOAD", "").strip().lower() not in {"1", "true", "yes", "on"}
+
+
+def _fetch_verified(url, dest, sha256):
+    """Download a gzip file, decompress it to ``dest`` atomically, check the sha256."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp, \
+                gzip.GzipFile(fileobj=resp) as gz:
+            while chunk := gz.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+        if digest.hexdigest() != sha256:
+            raise ValueError(f"sha256 mismatch for {url}: got {digest.hexdigest()}, expected {sha256}; "
+                             f"the file was deleted")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _download_idx(name, folder):
+    """Download the four official files of ``name`` into ``folder``; return the error text or None."""
+    errors = []
+    for fname, sha in SHA256[name].items():
+        dest = folder / fname
+        if dest.is_file():
+            continue
+        for base in URLS[name]:
+            print(f"mixclust: downloading {base}{fname}.gz -> {dest}", file=sys.stderr)
+            try:
+                _fetch_verified(f"{base}{fname}.gz", dest, sha)
+                break
+            except (OSError, EOFError) as exc:  # URLError, timeout, bad/truncated gzip: next mirror
+                errors.append(f"{base}{fname}.gz: {exc}")
+        else:
+            return "; ".join(errors)
+    return None
+
+
+def _load_idx_set(name, split, data_dir=None, download=None):
+    dirs = search_dirs(data_dir)
+    found = _locate_idx_set(name, dirs)
+    extra = ""
+    if found is None:
+        if _download_enabled(download):
+            target = (dirs[0] if data_dir is not None else cache_dir()) / name
+            error = _download_idx(name, target)
+            if error is None:
+                found = _idx_paths(target)
+            else:
+                extra = f"Download into {target} failed: {error}\n"
+        else:
+            extra = "Download is disabled (download=False or MIXCLUST_NO_DOWNLOAD=1).\n"
+    if found is None:
+        wanted = f"{name}.npz or the IDX files ({', '.join(_IDX_FILES.values())}, optionally .gz)"
+        raise _not_found(name, wanted, _candidates(name, dirs), extra)
+    if isinstance(found, Path):
+        X, y = _load_npz(found, split)
+        if X.ndim != 4:
+            raise ValueError(f"{found}: expected images, got shape {X.shape}")
+        return X, y
+    parts = {s: _validate(_as_images(read_idx(found[s, "x"])), read_idx(found[s, "y"]),
+                          str(found[s, "x"])) for s in ("train", "test")}
+    return _pick(parts, split)
+
+
+# --------------------------------------------------------------------------------------------------
+# Folders of images or sounds
+# --------------------------------------------------------------------------------------------------
+
+def _visible(paths):
+    return sorted(p for p in paths if not p.name.startswith("."))
+
+
+def _folder_files(folder, extensions):
+    """Files of ``folder`` with labels.
+
+    Files in two or more subfolders: one class per subfolder (labels index the sorted subfolder
+    names; files directly in ``folder`` are then ignored). Otherwise the files of ``folder`` (or of its
+    only subfolder), labelled by an integer name prefix ``<label>_...`` when every file has one.
+    """
+    def usable(d):
+        return [p for p in _visible(d.iterdir()) if p.is_file() and p.suffix.lower() in extensions]
+
+    subdirs = [(d, usable(d)) for d in _visible(folder.iterdir()) if d.is_dir()]
+    subdirs = [(d, files) for d, files in subdirs if files]
+    top = usable(folder)
+    if len(subdirs) >= 2:
+        files = [f for _, fs in subdirs for f in fs]
+        return files, np.repeat(np.arange(len(subdirs)), [len(fs) for _, fs in subdirs])
+    files = top or (subdirs[0][1] if subdirs else [])
+    prefixes = [re.match(r"(\d+)_", f.name) for f in files]
+    if files and all(prefixes):
+        return files, np.array([int(m.group(1)) for m in prefixes], dtype=np.int64)
+    return files, None
+
+
+def _read_image(path):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode == "P":
+                img = img.convert("RGBA")
+            elif img.mode == "1":
+                img = img.convert("L")
+            arr = np.asarray(img)
+    except Exception as exc:  # noqa: BLE001
+        raise _file_error(path, exc) from exc
+    scale = {"u1": 255.0, "u2": 65535.0, "i4": 65535.0}.get(arr.dtype.str[1:], 1.0)
+    arr = arr.astype(np.float32) / np.float32(scale)
+    arr = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+    return arr[:3] if arr.shape[0] == 4 else arr[:1] if arr.shape[0] == 2 else arr  # drop alpha
+
+
+def load_image_folder(folder, split=None):
+    """Load a folder of equally sized images as ``(n, C, H, W)`` float32 in [0, 1].
+
+    Grayscale images have 1 channel, colour images 3 (alpha dropped); a folder mixing both gets 3
+    channels (grey replicated). Images are never resized: a size mismatch is a ValueError naming the
+    first mismatching file. Labels as in the module notes (Folders).
+    """
+    folder = Path(folder)
+    files, y = _folder_files(folder, IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    images = [_read_image(f) for f in files]
+    size = images[0].shape[1:]
+    for f, im in zip(files, images):
+        if im.shape[1:] != size:
+            raise ValueError(f"{f}: image size {im.shape[1:]} differs from {size} of {files[0]}; "
+                             f"images are not resized, make them equal")
+    channels = max(im.shape[0] for im in images)
+    X = np.stack([np.repeat(im, channels // im.shape[0], axis=0) for im in images])
+    return X, y
+
+
+def _import_librosa():
+    try:
+        import librosa
+        import soundfile
+    except ImportError as exc:
+        raise ImportError("audio data need librosa and soundfile: pip install 'mixclust[audio]'") from exc
+    return librosa, soundfile
+
+
+def log_mel_images(waves, sr=8000, n_mels=32, n_fft=512, hop_length=192, n_frames=32,
+                   db_range=(-80.0, 30.0)):
+    """Turn waveforms (floats in [-1, 1]) into log-mel images ``(n, 1, n_mels, n_frames)`` in [0, 1].
+
+    Each wave is padded with silence or cropped at the end to ``(n_frames - 1) * hop_length`` samples.
+    The mel power is put in dB with the fixed reference 1.0 (full-scale audio), clipped to
+    ``db_range`` and mapped linearly to [0, 1]; the scale is thus the same for every file and split
+    (silence is 0, a full-scale tone near 1).
+    """
+    librosa, _ = _import_librosa()
+    length = (n_frames - 1) * hop_length
+    batch = np.stack([librosa.util.fix_length(np.asarray(w, np.float32), size=length) for w in waves])
+    power = librosa.feature.melspectrogram(y=batch, sr=sr, n_fft=n_fft, hop_length=hop_length,
+                                           n_mels=n_mels)
+    db = librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None)
+    lo, hi = db_range
+    return np.clip((db - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)[:, None]
+
+
+def _read_audio(path, sr):
+    librosa, soundfile = _import_librosa()
+    try:
+        wave, rate = soundfile.read(path, dtype="float32", always_2d=True)
+    except Exception as exc:  # noqa: BLE001
+        raise _file_error(path, exc) from exc
+    wave = wave.mean(axis=1)
+    return wave if rate == sr else librosa.resample(wave, orig_sr=rate, target_sr=sr)
+
+
+def load_audio_folder(folder, split=None, files=None, **audio):
+    """Load a folder of sounds as log-mel images (see :func:`log_mel_images`, :data:`AUDIO_DEFAULTS`).
+
+    Sounds are read with soundfile, mixed to mono and resampled to ``sr``. Labels as in the module
+    notes (Folders): class subfolders, or ``{label}_...`` names. ``files`` restricts the load to
+    the given subset of (files, labels).
+    """
+    params = {**AUDIO_DEFAULTS, **audio}
+    folder = Path(folder)
+    files, y = files if files is not None else _folder_files(folder, AUDIO_EXTENSIONS)
+    if not len(files):
+        raise ValueError(f"{folder}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+    waves = [_read_audio(f, params["sr"]) for f in files]
+    return log_mel_images(waves, **params), y
+
+
+def _load_folder(folder, split, **audio):
+    """Image or audio folder, whichever kind of file it holds."""
+    n_images = len(_folder_files(folder, IMAGE_EXTENSIONS)[0])
+    n_audio = len(_folder_files(folder, AUDIO_EXTENSIONS)[0])
+    if n_images and n_audio:
+        raise ValueError(f"{folder}: holds both images ({n_images}) and sounds ({n_audio}); pick one")
+    if n_audio:
+        return load_audio_folder(folder, split, **audio)
+    if audio:
+        raise TypeError(f"unexpected keyword arguments for an image folder: {sorted(audio)}")
+    if n_images:
+        return load_image_folder(folder, split)
+    raise ValueError(f"{folder}: no usable files (images {IMAGE_EXTENSIONS} or sounds {AUDIO_EXTENSIONS})")
+
+
+# --------------------------------------------------------------------------------------------------
+# Registered data sets
+# --------------------------------------------------------------------------------------------------
+
+def _locate_fsdd(dirs):
+    for folder in (d / sub / "recordings" for d in dirs for sub in ("fsdd", "")):
+        if folder.is_dir() and any(folder.glob("*.wav")):
+            return folder
+    return None
+
+
+def _load_fsdd(split, data_dir=None, **audio):
+    dirs = search_dirs(data_dir)
+    folder = _locate_fsdd(dirs)
+    if folder is None:
+        places = [d / sub / "recordings" for d in dirs for sub in ("fsdd", "")]
+        raise _not_found("fsdd", "recordings/*.wav (names {digit}_{speaker}_{index}.wav)", places,
+                         f"Get the recordings from {FSDD_URL} (folder 'recordings').\n")
+    files, y = _folder_files(folder, (".wav",))
+    parsed = [re.fullmatch(r"(\d+)_([^_]+)_(\d+)", f.stem) for f in files]
+    if bad := next((f for f, m in zip(files, parsed) if m is None), None):
+        raise ValueError(f"{bad}: FSDD names are {{digit}}_{{speaker}}_{{index}}.wav")
+    is_test = np.array([int(m.group(3)) < 5 for m in parsed], dtype=bool)  # official test: index 0-4
+    keep = np.ones_like(is_test) if split == "all" else is_test == (split == "test")
+    subset = ([f for f, k in zip(files, keep) if k], y[keep])
+    return load_audio_folder(folder, split, files=subset, **audio)
+
+
+def _bundled_split(X, y, split):
+    if split == "all":
+        return X, y
+    from sklearn.model_selection import train_test_split
+
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
+    return (X_train, y_train) if split == "train" else (X_test, y_test)
+
+
+def _load_digits(split, data_dir=None):
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    X = (d.images / 16.0).astype(np.float32)[:, None]
+    return _bundled_split(X, d.target.astype(np.int64), split)
+
+
+def _load_iris(split, data_dir=None):
+    from sklearn.datasets import load_iris
+
+    d = load_iris()
+    return _bundled_split(d.data.astype(np.float64), d.target.astype(np.int64), split)
+
+
+_ANISO = np.array([[0.6, -0.64], [-0.41, 0.85]])  # the stretch of scikit-learn's k-means example
+
+
+def _make(kind, n_samples, random_state):
+    from sklearn import datasets as skd
+
+    makers = {
+        "blobs": lambda: skd.make_blobs(n_samples, n_features=2, centers=3, random_state=random_state),
+        "anisotropic": lambda: skd.make_blobs(n_samples, n_features=2, centers=3,
+                                              random_state=random_state),
+        "varied": lambda: skd.make_blobs(n_samples, n_features=2, centers=3,
+                                         cluster_std=[1.0, 2.5, 0.5], random_state=random_state),
+        "moons": lambda: skd.make_moons(n_samples, noise=0.05, random_state=random_state),
+        "circles": lambda: skd.make_circles(n_samples, factor=0.5, noise=0.05, random_state=random_state),
+    }
+    X, y = makers[kind]()
+    if kind == "anisotropic":
+        X = X @ _ANISO
+    return X.astype(np.float64), y.astype(np.int64)
+
+
+def _load_synthetic(kind, split, data_dir=None, n_samples=1000, random_state=0):
+    return _make(kind, int(n_samples), random_state)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A registered data set: ``loader(split, data_dir=..., **kwargs) -> (X, y)``."""
+
+    name: str
+    kind: str  # image, audio, bundled or synthetic
+    description: str
+    loader: Callable = field(repr=False)
+    default_split: str = "all"
+    locate: Callable | None = field(default=None, repr=False)  # dirs -> path or None
+
+
+def _idx_location(name, dirs):
+    found = _locate_idx_set(name, dirs)
+    return found if isinstance(found, Path) or found is None else found["train", "x"].parent
+
+
+_SYNTHETIC = {
+    "blobs": "3 isotropic Gaussian blobs in 2-D (make_blobs)",
+    "anisotropic": "3 blobs stretched by [[0.6, -0.64], [-0.41, 0.85]]",
+    "varied": "3 blobs with standard deviations 1.0, 2.5, 0.5",
+    "moons": "two interleaving half circles (make_moons, noise 0.05)",
+    "circles": "two concentric circles (make_circles, factor 0.5, noise 0.05)",
+}
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d for d in [
+        Dataset("mnist", "image", "MNIST handwritten digits, 70,000 x (1, 28, 28), 10 classes",
+                partial(_load_idx_set, "mnist"), "train", partial(_idx_location, "mnist")),
+        Dataset("fashion_mnist", "image", "Fashion-MNIST clothing, 70,000 x (1, 28, 28), 10 classes",
+                partial(_load_idx_set, "fashion_mnist"), "train", partial(_idx_location, "fashion_mnist")),
+        Dataset("fsdd", "audio", "Free Spoken Digit Dataset, 3,000 log-mel images (1, 32, 32), 10 digits",
+                _load_fsdd, "train", _locate_fsdd),
+        Dataset("digits", "bundled", "scikit-learn digits, 1,797 x (1, 8, 8), 10 classes", _load_digits),
+        Dataset("iris", "bundled", "Fisher's iris, 150 x 4 features, 3 classes", _load_iris),
+        *(Dataset(k, "synthetic", f"{v}; n_samples=1000, random_state=0 by default",
+                  partial(_load_synthetic, k)) for k, v in _SYNTHETIC.items()),
+    ]
+}
+NAMES: tuple[str, ...] = tuple(DATASETS)
+_ALIASES = {"fashion-mnist": "fashion_mnist", "fashionmnist": "fashion_mnist", "fmnist": "fashion_mnist"}
+
+
+# --------------------------------------------------------------------------------------------------
+# Public entry points
+# --------------------------------------------------------------------------------------------------
+
+def _check_split(split):
+    if split is not None and split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)} (or None)")
+
+
+def _load_path(path, split, **kwargs):
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataNotFoundError(f"no such file or folder: {path}")
+    if path.is_dir():
+        return _load_folder(path, split, **kwargs)
+    readers = {".npy": _load_npy, ".npz": _load_npz}
+    if path.suffix.lower() not in readers:
+        raise ValueError(f"{path}: unsupported file type; use .npy, .npz, an image or an audio folder")
+    if kwargs:
+        raise TypeError(f"unexpected keyword arguments for {path.name}: {sorted(kwargs)}")
+    return readers[path.suffix.lower()](path, split)
+
+
+def load(name, split=None, data_dir=None, *, flatten=False, **kwargs):
+    """Load a data set as ``(X, y)``.
+
+    Parameters
+    ----------
+    name : str, path-like, ndarray or tuple
+        A registered name (:data:`NAMES`), a path to an ``.npy``/``.npz`` file or to an image or audio
+        folder, an array ``X`` or a tuple ``(X, y)``.
+    split : {"train", "test", "all"} or None
+        None picks the data set's default: ``"train"`` for mnist, fashion_mnist, fsdd and npz files in
+        the ``x_train`` layout, everything for the others (see the module notes).
+    data_dir : path-like, optional
+        The only folder searched for registered data sets (else ``$MIXCLUST_DATA``, then the cache).
+    flatten : bool
+        Return images as ``(n, C*H*W)``.
+    **kwargs
+        Per source: ``download`` (mnist, fashion_mnist; default: unless ``MIXCLUST_NO_DOWNLOAD=1``);
+        ``n_samples``, ``random_state`` (synthetic); ``sr``, ``n_mels``, ``n_fft``, ``hop_length``,
+        ``n_frames``, ``db_range`` (fsdd and audio folders, see :data:`AUDIO_DEFAULTS`).
+
+    Returns
+    -------
+    X : ndarray
+        Images ``(n, C, H, W)`` float32 in [0, 1]; tabular and synthetic data 2-D float64 (user arrays
+        keep their dtype, except uint8 images which become float32 in [0, 1]).
+    y : ndarray of int64 or None
+        Labels, None when the source has none.
+
+    Raises
+    ------
+    DataNotFoundError
+        A registered data set found nowhere, or a missing path (the message lists the places looked).
+    ValueError
+        Unknown name or split, corrupt or unreadable file (named), folder without usable files.
+    """
+    _check_split(split)
+    if isinstance(name, np.ndarray | tuple | list):
+        X, y = name if isinstance(name, tuple) else (name, None)
+        if kwargs:
+            raise TypeError(f"unexpected keyword arguments for an array: {sorted(kwargs)}")
+        X, y = _validate(X, y)
+    elif isinstance(name, str) and _ALIASES.get(name.lower(), name.lower()) in DATASETS:
+        spec = DATASETS[_ALIASES.get(name.lower(), name.lower())]
+        X, y = spec.loader(split or spec.default_split, data_dir=data_dir, **kwargs)
+    elif isinstance(name, os.PathLike) or (isinstance(name, str) and (
+            os.sep in name or "/" in name or Path(name).suffix or Path(name).exists())):
+        X, y = _load_path(name, split, **kwargs)
+    else:
+        raise ValueError(f"unknown data set {name!r}: not a registered name ({', '.join(NAMES)}) "
+                         f"nor a path to an .npy/.npz file or a folder")
+    if flatten and X.ndim > 2:
+        X = X.reshape(len(X), -1)
+    return X, y
+
+
+def available(data_dir=None) -> list[dict]:
+    """Describe the registered data sets.
+
+    Returns
+    -------
+    list of dict
+        One per data set, with keys ``name``, ``kind`` (image, audio, bundled, synthetic),
+        ``description``, ``default_split``, ``path`` (where its files were found, None if missing or
+        not file based) and ``available`` (loadable without a download).
+    """
+    dirs = search_dirs(data_dir)
+    rows = []
+    for spec in DATASETS.values():
+        path = spec.locate(dirs) if spec.locate else None
+        rows.append({"name": spec.name, "kind": spec.kind, "description": spec.description,
+                     "default_split": spec.default_split, "path": None if path is None else str(path),
+                     "available": spec.locate is None or path is not None})
+    return rows

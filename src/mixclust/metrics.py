@@ -1,0 +1,136 @@
+r"""Clustering metrics (SPEC §6), computed with scikit-learn and SciPy where they exist.
+
+External (need true labels): NMI (arithmetic normalisation), ARI, AMI,
+accuracy after Hungarian matching, homogeneity, completeness, V-measure.
+Internal (need the data X): silhouette (on a seeded subsample for large n),
+Davies-Bouldin, Calinski-Harabasz. Soft (need the assignment probabilities):
+
+.. math::
+
+    \text{mean\_entropy} = \frac1n \sum_i -\sum_k \gamma_{ik} \ln \gamma_{ik} \ \text{(nats)}, \qquad
+    \text{mean\_confidence} = \frac1n \sum_i \max_k \gamma_{ik}, \qquad
+    \text{balance} = \frac{\min_k n_k}{\max_k n_k}
+
+with :math:`n_k` the hard cluster sizes (``cluster_sizes``, from argmax gamma).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from sklearn import metrics as skm
+
+SILHOUETTE_MAX_SAMPLES = 10_000
+
+
+def _labels(y, name: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {y.shape}")
+    return y
+
+
+def contingency(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts table C[i, j] = #{true class i, cluster j}, with the sorted class and cluster values."""
+    y_true, y_pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    classes, true_idx = np.unique(y_true, return_inverse=True)
+    clusters, pred_idx = np.unique(y_pred, return_inverse=True)
+    table = np.zeros((len(classes), len(clusters)), dtype=np.int64)
+    np.add.at(table, (true_idx, pred_idx), 1)
+    return table, classes, clusters
+
+
+def cluster_accuracy(y_true, y_pred) -> float:
+    """Accuracy after the best one-to-one matching of clusters to labels (Hungarian, SciPy)."""
+    table, _, _ = contingency(y_true, y_pred)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / table.sum())
+
+
+def confusion_table(y_true, y_pred) -> dict:
+    """Percentage of each true label in each cluster (columns sum to 100).
+
+    Returns ``{"labels": [...], "clusters": [...], "percent": (n_labels, n_clusters) array,
+    "counts": same shape}``.
+    """
+    table, classes, clusters = contingency(y_true, y_pred)
+    percent = 100.0 * table / np.maximum(table.sum(axis=0, keepdims=True), 1)
+    return {"labels": classes.tolist(), "clusters": clusters.tolist(), "percent": percent, "counts": table}
+
+
+def soft_assignment_metrics(proba) -> dict:
+    """Mean entropy (nats), mean confidence (max probability), hard cluster sizes and balance."""
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2:
+        raise ValueError(f"proba must be 2-D (n_samples, n_clusters), got shape {proba.shape}")
+    if not np.all(np.isfinite(proba)):
+        raise ValueError("proba contains NaN or infinite values")
+    entropy = -np.sum(np.where(proba > 0, proba * np.log(np.where(proba > 0, proba, 1.0)), 0.0), axis=1)
+    sizes = np.bincount(proba.argmax(axis=1), minlength=proba.shape[1])
+    return {
+        "mean_entropy": float(entropy.mean()),
+        "mean_confidence": float(proba.max(axis=1).mean()),
+        "cluster_sizes": sizes.tolist(),
+        "balance": float(sizes.min() / sizes.max()) if sizes.max() > 0 else 0.0,
+    }
+
+
+def entropy(proba) -> np.ndarray:
+    """Per-sample entropy of soft assignments in nats, shape (n,)."""
+    proba = np.asarray(proba, dtype=np.float64)
+    safe = np.where(proba > 0, proba, 1.0)
+    return -np.sum(proba * np.log(safe), axis=1)
+
+
+def internal_metrics(X, y_pred, random_state=0) -> dict:
+    """Silhouette (subsampled to 10,000 points), Davies-Bouldin, Calinski-Harabasz; NaN for one cluster."""
+    X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)
+    y_pred = _labels(y_pred, "y_pred")
+    n_clusters = len(np.unique(y_pred))
+    if not 2 <= n_clusters <= len(X) - 1:
+        return {"silhouette": float("nan"), "davies_bouldin": float("nan"), "calinski_harabasz": float("nan")}
+    sample = SILHOUETTE_MAX_SAMPLES if len(X) > SILHOUETTE_MAX_SAMPLES else None
+    return {
+        "silhouette": float(skm.silhouette_score(X, y_pred, sample_size=sample, random_state=random_state)),
+        "davies_bouldin": float(skm.davies_bouldin_score(X, y_pred)),
+        "calinski_harabasz": float(skm.calinski_harabasz_score(X, y_pred)),
+    }
+
+
+def external_metrics(y_true, y_pred) -> dict:
+    """NMI, ARI, AMI, Hungarian accuracy, homogeneity, completeness, V-measure."""
+    y_true, y_pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} labels but y_pred has {len(y_pred)}")
+    homogeneity, completeness, v_measure = skm.homogeneity_completeness_v_measure(y_true, y_pred)
+    return {
+        "nmi": float(skm.normalized_mutual_info_score(y_true, y_pred)),
+        "ari": float(skm.adjusted_rand_score(y_true, y_pred)),
+        "ami": float(skm.adjusted_mutual_info_score(y_true, y_pred)),
+        "acc": cluster_accuracy(y_true, y_pred),
+        "homogeneity": float(homogeneity),
+        "completeness": float(completeness),
+        "v_measure": float(v_measure),
+    }
+
+
+def evaluate(y_true=None, y_pred=None, proba=None, X=None, random_state=0) -> dict:
+    """Every metric the given inputs allow, in one flat dict.
+
+    ``y_pred`` defaults to ``argmax(proba)``. External metrics need ``y_true``,
+    internal ones ``X``, soft ones ``proba``.
+    """
+    if y_pred is None and proba is not None:
+        y_pred = np.asarray(proba).argmax(axis=1)
+    if y_pred is None:
+        raise ValueError("evaluate needs y_pred or proba")
+    result: dict = {"n_samples": int(len(y_pred)), "n_clusters_found": int(len(np.unique(y_pred)))}
+    if y_true is not None:
+        result.update(external_metrics(y_true, y_pred))
+    if X is not None:
+        if len(X) != len(y_pred):
+            raise ValueError(f"X has {len(X)} rows but y_pred has {len(y_pred)} labels")
+        result.update(internal_metrics(X, y_pred, random_state=random_state))
+    if proba is not None:
+        result.update(soft_assignment_metrics(proba))
+    return result
