@@ -77,6 +77,12 @@ class MixclustEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
     """
 
     _registry_name = ""
+    # Name of the "number of clusters" parameter (the CLI's --n-clusters).
+    _n_clusters_param = "n_clusters"
+    # Tabular models take 2-D arrays only; the CLI and the demo flatten images for them.
+    _tabular = False
+    # Parameters the demo (`make demo`, scikit-learn's digits) uses beside the defaults.
+    _demo_params: dict = {}
 
     # -- prediction -----------------------------------------------------------------------------
     def predict(self, X):

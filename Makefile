@@ -1,0 +1,46 @@
+# mixclust: `make demo` and `make test` set everything up from a fresh clone.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.installed
+# torch first, pinned: this version is a CPU build available locally; an unpinned
+# torch would pull a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test test-all bench lint reports clean
+
+help:
+	@echo "make demo    create .venv, install, cluster scikit-learn's digits with every model (report in runs/demo)"
+	@echo "make test    create/use .venv and run the fast test suite"
+	@echo "make bench   speed benchmarks (GMM vs scikit-learn)"
+	@echo "make lint    ruff"
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet "$(TORCH)"
+	$(PIP) install --quiet -e ".[dev,audio]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mixclust demo --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The peer (NumPy/OpenBLAS) runs at its best: OPENBLAS_CORETYPE/L2_SIZE unset for this command only.
+bench: $(STAMP)
+	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_gmm.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache src/*.egg-info

@@ -1,0 +1,248 @@
+"""The ``mixclust`` command line.
+
+::
+
+    mixclust fit --model gmm --data digits --n-clusters 10 --out runs/gmm
+    mixclust evaluate --model runs/gmm --data digits
+    mixclust reproduce gmm [--quick]
+    mixclust datasets
+    mixclust models
+    mixclust demo
+
+Errors reach the user as one line on stderr and exit status 1 (2 for usage
+errors), never as a traceback; ``MIXCLUST_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _parse_param(text: str):
+    """``key=value`` with value read as JSON when it parses (numbers, lists, true/null), else a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"--param expects key=value, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _load_data(args):
+    from . import datasets
+
+    return datasets.load(args.data, split=args.split, data_dir=args.data_dir)
+
+
+def _load_labels(path, n: int):
+    try:
+        y = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read labels file {path}: {exc}") from None
+    if y.ndim != 1 or len(y) != n:
+        raise ValueError(f"labels file {path} has shape {y.shape}, expected ({n},) to match the data")
+    return y
+
+
+def prepare_input(model, X):
+    """Flatten images to (n, features) for tabular models (SPEC §6); deep models take them as they are."""
+    X = np.asarray(X)
+    if getattr(model, "_tabular", False) and X.ndim > 2:
+        return X.reshape(len(X), -1)
+    return X
+
+
+def fitted_metrics(model, X, y=None) -> dict:
+    """Every metric of ``metrics.evaluate`` for a fitted model on X (external ones when y is given)."""
+    from . import metrics
+
+    proba = model.predict_proba(X)
+    features = X if X.ndim == 2 else X.reshape(len(X), -1)
+    return metrics.evaluate(y_true=y, y_pred=proba.argmax(axis=1), proba=proba, X=features)
+
+
+def write_labels(path: Path, labels) -> None:
+    from .reports import atomic_write_text
+
+    lines = ["index,label"] + [f"{i},{int(label)}" for i, label in enumerate(labels)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def cmd_fit(args) -> int:
+    from ._registry import get_model
+    from .reports import atomic_write_text
+
+    cls = get_model(args.model)
+    X, y = _load_data(args)
+    if args.labels:
+        y = _load_labels(args.labels, len(X))
+    params = {cls._n_clusters_param: args.n_clusters, "random_state": args.random_state,
+              "device": args.device, "verbose": args.verbose, **dict(args.param or [])}
+    valid = cls().get_params()
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"model {args.model!r} has no parameter(s) {', '.join(unknown)}; "
+                         f"its parameters: {', '.join(sorted(valid))}")
+    model = cls(**params)
+    X = prepare_input(model, X)
+    start = time.perf_counter()
+    model.fit(X)
+    seconds = time.perf_counter() - start
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"model": args.model, "data": str(args.data), "n_samples": int(len(X)),
+              "params": {k: v for k, v in params.items()}, "fit_seconds": seconds,
+              "metrics": fitted_metrics(model, X, y)}
+    write_labels(out / "labels.csv", model.labels_)
+    atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, default=str) + "\n")
+    model.save(out / "model")
+    _print_summary(result["metrics"], f"fitted {args.model} on {args.data} in {seconds:.2f} s -> {out}")
+    return 0
+
+
+def _print_summary(metrics: dict, headline: str) -> None:
+    keys = ["nmi", "ari", "acc", "silhouette", "mean_entropy", "mean_confidence", "balance"]
+    parts = [f"{k}={metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), float)]
+    print(headline)
+    print("  " + "  ".join(parts))
+
+
+def cmd_evaluate(args) -> int:
+    from ._io import load
+
+    path = Path(args.model)
+    model = load(path / "model" if path.is_dir() else path)
+    X, y = _load_data(args)
+    if args.labels:
+        y = _load_labels(args.labels, len(X))
+    X = prepare_input(model, X)
+    result = fitted_metrics(model, X, y)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from . import studies
+
+    readme = studies.run(args.study, out_dir=args.out, quick=args.quick, seed=args.seed, data_dir=args.data_dir)
+    print(f"report written to {readme}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    from . import datasets
+
+    rows = datasets.available(args.data_dir)
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        where = r["path"] or ("built in" if r["available"] else "not found")
+        print(f"{r['name']:<{width}}  {r['kind']:<9}  {where}\n{'':<{width}}  {r['description']}")
+    if args.data_dir is None:
+        print(f"\nsearched: $MIXCLUST_DATA={os.environ.get('MIXCLUST_DATA', '(unset)')}, then the user cache "
+              f"{datasets.cache_dir()}; point at a folder with --data-dir or MIXCLUST_DATA")
+    return 0
+
+
+def cmd_models(args) -> int:
+    from ._registry import MODELS
+
+    for name, cls in sorted(MODELS.items()):
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<8} {cls.__module__}.{cls.__name__}: {doc}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run
+
+    readme = run(out_dir=args.out, random_state=args.random_state)
+    print(f"demo report written to {readme}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mixclust", description="Deep and probabilistic clustering built on "
+                                     "mixtures. Run 'mixclust COMMAND --help' for each command.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def data_options(p, required=True):
+        p.add_argument("--data", required=required,
+                       help="registered data set name (see 'mixclust datasets') or a path to .npy/.npz, "
+                            "an image folder or an audio folder")
+        p.add_argument("--split", choices=["train", "test", "all"], default=None,
+                       help="which split to use (default: train for MNIST-like sets, all otherwise)")
+        p.add_argument("--data-dir", default=None,
+                       help="the only folder searched for data files (default: $MIXCLUST_DATA, then the cache)")
+        p.add_argument("--labels", default=None, help="a .npy file of true labels for external metrics")
+
+    fit = sub.add_parser("fit", help="fit a model and write labels.csv, metrics.json and the model")
+    fit.add_argument("--model", required=True, help="registered model name (see 'mixclust models')")
+    data_options(fit)
+    fit.add_argument("--n-clusters", type=int, required=True, help="number of clusters / components")
+    fit.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
+    fit.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
+    fit.add_argument("--param", type=_parse_param, action="append", metavar="KEY=VALUE",
+                     help="any other model parameter, e.g. --param covariance_type=diag (repeatable)")
+    fit.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bars (default)")
+    fit.add_argument("--out", required=True, help="output folder")
+    fit.set_defaults(func=cmd_fit)
+
+    ev = sub.add_parser("evaluate", help="evaluate a fitted model (folder written by fit, or a model file)")
+    ev.add_argument("--model", required=True, help="folder written by 'mixclust fit' or a saved model file")
+    data_options(ev)
+    ev.set_defaults(func=cmd_evaluate)
+
+    rep = sub.add_parser("reproduce", help="run a study and write reports/STUDY/")
+    rep.add_argument("study", help="study name: " + ", ".join(_study_names()))
+    rep.add_argument("--quick", action="store_true", help="tiny version for CI (seconds to minutes)")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--out", default=None, help="report folder (default reports/STUDY)")
+    rep.add_argument("--data-dir", default=None)
+    rep.set_defaults(func=cmd_reproduce)
+
+    ds = sub.add_parser("datasets", help="list the data sets and where they were found")
+    ds.add_argument("--data-dir", default=None)
+    ds.set_defaults(func=cmd_datasets)
+
+    models = sub.add_parser("models", help="list the registered models")
+    models.set_defaults(func=cmd_models)
+
+    demo = sub.add_parser("demo", help="every model clusters scikit-learn's digits; writes a small report")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--random-state", type=int, default=0)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _study_names():
+    from .studies import STUDIES
+
+    return sorted(STUDIES)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("mixclust: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, OSError, ImportError, RuntimeError) as exc:
+        if os.environ.get("MIXCLUST_DEBUG"):
+            raise
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"mixclust: error: {message}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

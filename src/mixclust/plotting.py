@@ -1,0 +1,102 @@
+"""Figures shared by studies, the demo and users (matplotlib, headless Agg backend)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Ellipse  # noqa: E402
+
+CMAP = "tab10"
+
+
+def subplots(n_panels: int, ncols: int = 3, size: float = 3.6):
+    """A grid of ``n_panels`` axes (extra axes hidden); returns (fig, flat list of axes)."""
+    ncols = min(ncols, n_panels)
+    nrows = int(np.ceil(n_panels / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
+    axes = axes.ravel().tolist()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes[:n_panels]
+
+
+def scatter_clusters(ax, X, labels, title: str = "", s: float = 6):
+    """2-D scatter coloured by cluster label."""
+    X = np.asarray(X)
+    ax.scatter(X[:, 0], X[:, 1], c=np.asarray(labels) % 10, cmap=CMAP, vmin=0, vmax=9, s=s, linewidths=0)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def decision_regions(ax, predict, X, resolution: int = 200, alpha: float = 0.18):
+    """Shade the plane by ``predict`` (a function of (m, 2) points) over the range of X."""
+    X = np.asarray(X)
+    pad = 0.08 * (X.max(axis=0) - X.min(axis=0))
+    xs = np.linspace(X[:, 0].min() - pad[0], X[:, 0].max() + pad[0], resolution)
+    ys = np.linspace(X[:, 1].min() - pad[1], X[:, 1].max() + pad[1], resolution)
+    xx, yy = np.meshgrid(xs, ys)
+    zz = np.asarray(predict(np.c_[xx.ravel(), yy.ravel()])).reshape(xx.shape)
+    ax.contourf(xx, yy, zz % 10, levels=np.arange(-0.5, 10), cmap=CMAP, vmin=0, vmax=9, alpha=alpha)
+
+
+def covariance_matrices(covariances, covariance_type: str, n_components: int, n_features: int):
+    """(K, d, d) covariance matrices from any of the four GMM parameterisations."""
+    cov = np.asarray(covariances)
+    if covariance_type == "full":
+        return cov
+    if covariance_type == "tied":
+        return np.broadcast_to(cov, (n_components, n_features, n_features))
+    if covariance_type == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    return np.stack([np.eye(n_features) * c for c in cov])
+
+
+def gaussian_ellipses(ax, means, covariances, covariance_type: str = "full", n_std=(1.0, 2.0), color="k"):
+    """Draw the 1- and 2-sigma ellipses of 2-D Gaussian components."""
+    means = np.asarray(means)
+    for k, cov in enumerate(covariance_matrices(covariances, covariance_type, *means.shape)):
+        values, vectors = np.linalg.eigh(cov[:2, :2])
+        angle = np.degrees(np.arctan2(vectors[1, -1], vectors[0, -1]))
+        for s in n_std:
+            width, height = 2 * s * np.sqrt(np.maximum(values[::-1], 0))
+            ax.add_patch(Ellipse(means[k, :2], width, height, angle=angle, fill=False, color=color,
+                                 lw=1.0, alpha=0.8 if s == n_std[0] else 0.4))
+
+
+def confusion_heatmap(ax, table: dict, title: str = ""):
+    """Heat map of ``metrics.confusion_table``: percent of each label (rows) in each cluster (columns)."""
+    percent = np.asarray(table["percent"])
+    im = ax.imshow(percent, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    ax.set_xticks(range(len(table["clusters"])), table["clusters"], fontsize=7)
+    ax.set_yticks(range(len(table["labels"])), table["labels"], fontsize=7)
+    ax.set_xlabel("cluster")
+    ax.set_ylabel("label")
+    if percent.size <= 400:
+        for (i, j), value in np.ndenumerate(percent):
+            if value >= 1:
+                ax.text(j, i, f"{value:.0f}", ha="center", va="center", fontsize=6,
+                        color="w" if value < 60 else "k")
+    ax.set_title(title, fontsize=9)
+    return im
+
+
+def image_grid(ax, images, nrow: int, titles=None):
+    """Tile (n, C, H, W) images in [0, 1] into one picture with ``nrow`` rows on ``ax``."""
+    images = np.asarray(images)
+    n, c, h, w = images.shape
+    ncol = int(np.ceil(n / nrow))
+    canvas = np.ones((nrow * (h + 1), ncol * (w + 1), c), dtype=np.float32)
+    for i in range(n):
+        r, col = divmod(i, ncol)
+        canvas[r * (h + 1):r * (h + 1) + h, col * (w + 1):col * (w + 1) + w] = images[i].transpose(1, 2, 0)
+    ax.imshow(canvas.squeeze(-1) if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if titles is not None:
+        for i, t in enumerate(titles):
+            r, col = divmod(i, ncol)
+            ax.text(col * (w + 1) + w / 2, r * (h + 1) + h + 0.5, str(t), ha="center", va="top", fontsize=6)
