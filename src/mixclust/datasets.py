@@ -531,17 +531,20 @@ def _load_iris(split, data_dir=None):
 
 
 _ANISO = np.array([[0.6, -0.64], [-0.41, 0.85]])  # the stretch of scikit-learn's k-means example
+# Fixed centres (those of scikit-learn's k-means-assumptions example, make_blobs with
+# random_state=170), so every seed draws the same structure and only the noise changes:
+# with random centres some seeds put two blobs on top of each other.
+_CENTERS = np.array([[-8.95, -5.46], [-4.59, 0.09], [1.94, 0.51]])
 
 
 def _make(kind, n_samples, random_state):
     from sklearn import datasets as skd
 
     makers = {
-        "blobs": lambda: skd.make_blobs(n_samples, n_features=2, centers=3, random_state=random_state),
-        "anisotropic": lambda: skd.make_blobs(n_samples, n_features=2, centers=3,
-                                              random_state=random_state),
-        "varied": lambda: skd.make_blobs(n_samples, n_features=2, centers=3,
-                                         cluster_std=[1.0, 2.5, 0.5], random_state=random_state),
+        "blobs": lambda: skd.make_blobs(n_samples, centers=_CENTERS, random_state=random_state),
+        "anisotropic": lambda: skd.make_blobs(n_samples, centers=_CENTERS, random_state=random_state),
+        "varied": lambda: skd.make_blobs(n_samples, centers=_CENTERS, cluster_std=[1.0, 2.5, 0.5],
+                                         random_state=random_state),
         "moons": lambda: skd.make_moons(n_samples, noise=0.05, random_state=random_state),
         "circles": lambda: skd.make_circles(n_samples, factor=0.5, noise=0.05, random_state=random_state),
     }
@@ -573,7 +576,7 @@ def _idx_location(name, dirs):
 
 
 _SYNTHETIC = {
-    "blobs": "3 isotropic Gaussian blobs in 2-D (make_blobs)",
+    "blobs": "3 isotropic Gaussian blobs in 2-D (make_blobs, fixed centres, std 1)",
     "anisotropic": "3 blobs stretched by [[0.6, -0.64], [-0.41, 0.85]]",
     "varied": "3 blobs with standard deviations 1.0, 2.5, 0.5",
     "moons": "two interleaving half circles (make_moons, noise 0.05)",

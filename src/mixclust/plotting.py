@@ -100,3 +100,34 @@ def image_grid(ax, images, nrow: int, titles=None):
         for i, t in enumerate(titles):
             r, col = divmod(i, ncol)
             ax.text(col * (w + 1) + w / 2, r * (h + 1) + h + 0.5, str(t), ha="center", va="top", fontsize=6)
+
+
+def log_density_contour(ax, score_samples, X, resolution: int = 200, levels: int = 14, floor=None,
+                        cmap: str = "viridis"):
+    """Filled contours of a log-density ``score_samples`` ((m, 2) points -> (m,)) over the range of X.
+
+    Values below ``floor`` (default: the 1st percentile of the log-density at the points of X minus 3)
+    are clipped so the far tails do not take all the contour levels. Returns the contour set (for a
+    colour bar).
+    """
+    X = np.asarray(X)
+    pad = 0.15 * (X.max(axis=0) - X.min(axis=0))
+    xs = np.linspace(X[:, 0].min() - pad[0], X[:, 0].max() + pad[0], resolution)
+    ys = np.linspace(X[:, 1].min() - pad[1], X[:, 1].max() + pad[1], resolution)
+    xx, yy = np.meshgrid(xs, ys)
+    zz = np.asarray(score_samples(np.c_[xx.ravel(), yy.ravel()])).reshape(xx.shape)
+    if floor is None:
+        floor = float(np.percentile(np.asarray(score_samples(X)), 1)) - 3.0
+    return ax.contourf(xx, yy, np.maximum(zz, floor), levels=levels, cmap=cmap)
+
+
+def probability_colors(proba, palette=None):
+    """RGB colour of each row of soft assignments: the probability-weighted mix of the cluster colours.
+
+    A point certain of cluster k gets colour k of ``palette`` (default tab10); a point split between two
+    clusters gets a blend, so uncertain points stand out.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    if palette is None:
+        palette = plt.get_cmap(CMAP).colors[:proba.shape[1]]
+    return np.clip(proba @ np.asarray(palette, dtype=np.float64)[:, :3], 0.0, 1.0)

@@ -1,0 +1,306 @@
+"""GMM study (SPEC §4, source [GMM]): Gaussian mixtures fitted by EM, side by side with K-means.
+
+One function per section of the report:
+
+1. :func:`likelihood_curves` - mean log-likelihood per EM iteration; it must never decrease.
+2. :func:`kmeans_vs_gmm` - anisotropic and varied-variance blobs (plus blobs, moons, iris): ARI/NMI.
+3. :func:`moons_density` - GMM with K = 10 as a density model of two moons; held-out fit and BIC vs K.
+4. :func:`iris_soft` - soft assignments on Fisher's iris: the uncertain versicolor/virginica points.
+5. :func:`kmeans_limit` - EM with Sigma_k = eps I and pi_k = 1/K becomes K-means as eps -> 0.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.special import logsumexp
+from sklearn.cluster import KMeans, kmeans_plusplus
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+from .. import datasets, metrics, plotting
+from ..gmm import COVARIANCE_TYPES, GaussianMixture
+from ..reports import Report, mean_std
+
+DESCRIPTION = ("Gaussian mixtures by EM vs K-means: log-likelihood ascent, anisotropic and varied blobs, "
+               "density of two moons, soft assignments on iris, the K-means limit")
+N_INIT = 5  # initialisations of both K-means and the GMM (the best objective is kept)
+SPECIES = ["setosa", "versicolor", "virginica"]
+COMPARISON = [("anisotropic", 3), ("varied", 3), ("blobs", 3), ("moons", 2), ("iris", 3)]
+EPSILONS = [30.0, 10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 1e-3]
+
+
+def _load(name, seed, n, data_dir):
+    """(X, y) of a study data set; synthetic sets are drawn with ``random_state=seed``."""
+    if name == "iris":
+        return datasets.load("iris", data_dir=data_dir)
+    return datasets.load(name, data_dir=data_dir, n_samples=n, random_state=seed)
+
+
+def _gmm(k, seed, **kwargs):
+    kwargs.setdefault("n_init", N_INIT)
+    return GaussianMixture(k, random_state=seed, device="cpu", **kwargs)
+
+
+def _kmeans(k, seed):
+    return KMeans(k, n_init=N_INIT, random_state=seed)
+
+
+def _match(y_true, y_pred, k):
+    """Array mapping each cluster id to the label it overlaps most (Hungarian), so colours agree."""
+    table = np.zeros((k, k), dtype=np.int64)
+    np.add.at(table, (y_true, y_pred), 1)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    mapping = np.arange(k)
+    mapping[cols] = rows
+    return mapping
+
+
+def likelihood_curves(report, n, seed, data_dir):
+    cases = [("anisotropic", 3), ("varied", 3), ("moons", 10), ("iris", 3)]
+    fig, axes = plotting.subplots(len(cases), ncols=4, size=3.3)
+    rows = []
+    for ax, (name, k) in zip(axes, cases):
+        X, _ = _load(name, seed, n, data_dir)
+        for cov in COVARIANCE_TYPES:
+            model = _gmm(k, seed, covariance_type=cov, n_init=1, init_params="random_from_data",
+                         tol=1e-6, max_iter=2000).fit(X)
+            history = np.asarray(model.log_likelihood_history_)
+            ax.plot(np.arange(1, len(history) + 1), history, label=cov, lw=1.3)
+            rows.append({"data set": name, "K": k, "covariance": cov, "iterations": model.n_iter_,
+                         "first": history[0], "final": history[-1],
+                         "smallest step": np.diff(history).min() if len(history) > 1 else np.nan})
+        ax.set_xscale("log")
+        ax.set_title(f"{name}, K = {k}", fontsize=9)
+        ax.set_xlabel("EM iteration")
+    axes[0].set_ylabel("mean log-likelihood per sample")
+    axes[0].legend(fontsize=8, title="covariance", title_fontsize=8)
+    fig.tight_layout()
+    smallest = min(r["smallest step"] for r in rows if not np.isnan(r["smallest step"]))
+    verdict = ("never decreased" if smallest >= 0 else "never decreased beyond float64 round-off"
+               if smallest > -1e-10 else "**decreased** (a bug)")
+    report.text(f"EM from `init_params=\"random_from_data\"` (one start, `tol=1e-6`), seed {seed}. Over all "
+                f"{len(rows)} runs the log-likelihood {verdict}: the smallest change between consecutive "
+                f"iterations was {smallest:.2e}.")
+    report.figure(fig, "loglik_per_iteration.png", "Mean log-likelihood per EM iteration (log x axis).")
+    for r in rows:
+        r["smallest step"] = f"{r['smallest step']:.1e}"
+    report.table(rows, floatfmt=".4f")
+    return smallest
+
+
+def _comparison_panel(ax, X, y, model, name, label, k):
+    mapping = _match(y, model.predict(X), k)
+    predict = lambda points: mapping[model.predict(points)]  # noqa: E731
+    labels = predict(X)
+    plotting.decision_regions(ax, predict, X)
+    plotting.scatter_clusters(ax, X, labels, f"{name}: {label} (ARI {adjusted_rand_score(y, labels):.2f})")
+    limits = ax.get_xlim(), ax.get_ylim()
+    if isinstance(model, GaussianMixture):
+        plotting.gaussian_ellipses(ax, model.means_, model.covariances_, "full")
+    else:
+        ax.scatter(*model.cluster_centers_.T, marker="x", c="k", s=50, label="centres")
+    ax.set_xlim(*limits[0])
+    ax.set_ylim(*limits[1])
+
+
+def kmeans_vs_gmm(report, n, seeds, data_dir):
+    fig, axes = plt.subplots(2, 2, figsize=(8.6, 8.2))
+    for row, name in zip(axes, ["anisotropic", "varied"]):
+        X, y = _load(name, seeds[0], n, data_dir)
+        _comparison_panel(row[0], X, y, _kmeans(3, seeds[0]).fit(X), name, "K-means", 3)
+        _comparison_panel(row[1], X, y, _gmm(3, seeds[0]).fit(X), name, "GMM, full", 3)
+    fig.tight_layout()
+    report.figure(fig, "kmeans_vs_gmm.png", f"Data seed {seeds[0]}. Colours: clusters matched to the true "
+                  "labels; shading: decision regions; black: K-means centres / GMM 1- and 2-sigma ellipses.")
+    rows, raw = [], {}
+    for name, k in COMPARISON:
+        scores = {key: [] for key in ("km_ari", "gmm_ari", "km_nmi", "gmm_nmi")}
+        for s in seeds:
+            X, y = _load(name, s, n, data_dir)
+            for model, key in ((_kmeans(k, s), "km"), (_gmm(k, s), "gmm")):
+                labels = model.fit_predict(X)
+                scores[f"{key}_ari"].append(adjusted_rand_score(y, labels))
+                scores[f"{key}_nmi"].append(normalized_mutual_info_score(y, labels))
+        raw[name] = scores
+        cell = lambda v: f"{mean_std(v)} (min {min(v):.3f})"  # noqa: E731
+        rows.append({"data set": name, "K": k, "K-means ARI": cell(scores["km_ari"]),
+                     "GMM ARI": cell(scores["gmm_ari"]), "K-means NMI": cell(scores["km_nmi"]),
+                     "GMM NMI": cell(scores["gmm_nmi"])})
+    report.text(f"ARI and NMI against the true labels, mean ± std (population) and minimum over {len(seeds)} "
+                f"seeds {seeds[0]}..{seeds[-1]}; seed s draws the synthetic data (n = {n}, "
+                f"`datasets.load(..., random_state=s)`) **and** seeds both models (`random_state=s`). Iris "
+                f"is fixed, so only the models vary. K-means: scikit-learn, k-means++, n_init={N_INIT}; "
+                f"GMM: mixclust, full covariance, k-means init, n_init={N_INIT}.")
+    report.table(rows)
+    return raw
+
+
+def moons_density(report, n, k_range, seed, data_dir):
+    X, _ = _load("moons", seed, n, data_dir)
+    X_test, _ = _load("moons", seed + 10_000, n, data_dir)
+    model = _gmm(10, seed).fit(X)
+    rows = []
+    for k in k_range:
+        g = _gmm(k, seed).fit(X)
+        rows.append({"K": k, "train log-lik": g.score(X), "held-out log-lik": g.score(X_test), "BIC": g.bic(X)})
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.0), gridspec_kw={"width_ratios": [1.5, 1, 1]})
+    contour = plotting.log_density_contour(axes[0], model.score_samples, X)
+    fig.colorbar(contour, ax=axes[0], label="log p(x)")
+    axes[0].scatter(*X.T, s=3, c="w", alpha=0.6, linewidths=0)
+    axes[0].scatter(*model.means_.T, marker="X", s=60, c="red", edgecolors="k", label="component means")
+    axes[0].legend(fontsize=8, loc="upper right")
+    axes[0].set_title(f"GMM K = 10 (full) on two moons, n = {n}", fontsize=9)
+    ks = [r["K"] for r in rows]
+    axes[1].plot(ks, [r["train log-lik"] for r in rows], "o-", label="train")
+    axes[1].plot(ks, [r["held-out log-lik"] for r in rows], "s--", label="held-out draw")
+    axes[1].set(xlabel="K", ylabel="mean log-likelihood per sample")
+    axes[1].legend(fontsize=8)
+    axes[2].plot(ks, [r["BIC"] for r in rows], "o-", c="C2")
+    best = min(rows, key=lambda r: r["BIC"])
+    axes[2].axvline(best["K"], c="grey", ls=":", label=f"min BIC at K = {best['K']}")
+    axes[2].set(xlabel="K", ylabel="BIC (lower is better)")
+    axes[2].legend(fontsize=8)
+    for ax in axes[1:]:
+        ax.set_xticks(ks)
+    fig.tight_layout()
+    best_test = max(rows, key=lambda r: r["held-out log-lik"])
+    report.text(f"Held-out: a second draw of {n} points (`random_state={seed + 10_000}`; make_moons puts the "
+                f"points at evenly spaced angles and redraws only the noise). BIC is lowest at K = {best['K']}; "
+                f"the held-out log-likelihood is highest at K = {best_test['K']} among K = {ks[0]}..{ks[-1]}.")
+    report.figure(fig, "moons_density.png", "Left: log-density of the K = 10 mixture (clipped below), data "
+                  "and component means. Middle/right: fit and BIC vs K.")
+    report.table(rows)
+    return rows
+
+
+def iris_soft(report, seed, data_dir):
+    X, y = _load("iris", seed, None, data_dir)
+    model = _gmm(3, seed).fit(X)
+    mapping = _match(y, model.predict(X), 3)
+    proba = np.empty((len(X), 3))
+    proba[:, mapping] = model.predict_proba(X)  # columns in species order
+    labels, top = proba.argmax(1), proba.max(1)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    palette = [(0.6, 0.6, 0.6), (0.1, 0.35, 0.9), (0.9, 0.15, 0.1)]
+    for i, marker in enumerate("os^"):
+        m = y == i
+        axes[0].scatter(X[m, 2], X[m, 3], c=plotting.probability_colors(proba[m], palette), marker=marker,
+                        s=28, edgecolors=np.where(top[m] < 0.9, "k", "none"), label=SPECIES[i])
+    axes[0].set(xlabel="petal length (cm)", ylabel="petal width (cm)")
+    axes[0].set_title("colour = P(cluster) mix (grey/blue/red); black edge: max P < 0.9", fontsize=9)
+    axes[0].legend(fontsize=8, title="true species (marker)", title_fontsize=8)
+    axes[1].hist([top[y == i] for i in range(3)], bins=np.linspace(0.4, 1.0, 25), stacked=True,
+                 label=SPECIES, color=palette)
+    axes[1].set_yscale("log")
+    axes[1].set(xlabel="max responsibility", ylabel="points (log scale)")
+    axes[1].legend(fontsize=8)
+    table = metrics.confusion_table(y, labels)
+    table["labels"] = SPECIES
+    table["clusters"] = [f"~{SPECIES[c]}" for c in table["clusters"]]
+    image = plotting.confusion_heatmap(axes[2], table, "% of each species in each GMM cluster")
+    fig.colorbar(image, ax=axes[2])
+    fig.tight_layout()
+    report.text(f"GMM, K = 3, full covariance, all 4 features, seed {seed}; ARI "
+                f"{adjusted_rand_score(y, labels):.3f}, NMI {normalized_mutual_info_score(y, labels):.3f}. "
+                "Clusters are named by the species they overlap most (Hungarian matching).")
+    report.figure(fig, "iris_soft.png", "Iris: soft assignments in the petal plane, distribution of the "
+                  "largest probability, and the confusion table.")
+    counts = [{"species": s, "points": int((y == i).sum()), "max P < 0.9": int((top[y == i] < 0.9).sum()),
+               "max P < 0.6": int((top[y == i] < 0.6).sum()),
+               "assigned elsewhere": int((labels[y == i] != i).sum())} for i, s in enumerate(SPECIES)]
+    report.table(counts)
+    examples = [{"index": int(j), "species": SPECIES[y[j]], "petal length": X[j, 2], "petal width": X[j, 3],
+                 **{f"P({s})": proba[j, i] for i, s in enumerate(SPECIES)}} for j in np.argsort(top)[:8]]
+    report.text("The eight least certain points:")
+    report.table(examples)
+    return counts
+
+
+def soft_kmeans_em(X, centres, eps, max_iter=5000, tol=1e-12):
+    """EM with every covariance fixed at ``eps * I`` and weights 1/K: only the means are updated.
+
+    E-step: r_nk = softmax_k(-||x_n - mu_k||^2 / (2 eps)) (log space); M-step: mu_k = sum_n r_nk x_n / sum_n r_nk.
+    Returns (means, responsibilities).
+    """
+    means = np.array(centres, dtype=np.float64)
+    for _ in range(max_iter):
+        logits = -((X[:, None, :] - means[None]) ** 2).sum(-1) / (2.0 * eps)
+        resp = np.exp(logits - logsumexp(logits, axis=1, keepdims=True))
+        mass = resp.sum(0)
+        new = np.where(mass[:, None] > 0, resp.T @ X / np.maximum(mass, 1e-300)[:, None], means)
+        shift, means = np.abs(new - means).max(), new
+        if shift < tol:
+            break
+    return means, resp
+
+
+def kmeans_limit(report, n, seed, data_dir):
+    X, _ = _load("varied", seed, n, data_dir)
+    k = 3
+    centres, _ = kmeans_plusplus(X, k, random_state=seed)
+    km = KMeans(k, init=centres, n_init=1, tol=0.0, max_iter=1000).fit(X)
+    rows, paths = [], []
+    for eps in EPSILONS:
+        means, resp = soft_kmeans_em(X, centres, eps)
+        paths.append(means)
+        rows.append({"eps": eps, "mean max responsibility": resp.max(1).mean(),
+                     "ARI vs K-means labels": adjusted_rand_score(km.labels_, resp.argmax(1)),
+                     "max |mu_EM - mu_KM|": np.linalg.norm(means - km.cluster_centers_, axis=1).max()})
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.0))
+    plotting.scatter_clusters(axes[0], X, km.labels_, "varied blobs: K-means labels, centres (x), EM means (dots)")
+    colours = plt.get_cmap("plasma")(np.linspace(0, 0.9, len(EPSILONS)))
+    for eps, means, colour in zip(EPSILONS, paths, colours):
+        axes[0].scatter(*means.T, color=colour, s=40, edgecolors="k", linewidths=0.5, label=f"eps = {eps:g}")
+    axes[0].scatter(*km.cluster_centers_.T, marker="x", c="k", s=90, linewidths=2)
+    axes[0].legend(fontsize=7, ncol=2, loc="best")
+    eps = np.array(EPSILONS)
+    axes[1].plot(eps, [r["ARI vs K-means labels"] for r in rows], "o-", label="ARI(EM labels, K-means labels)")
+    axes[1].plot(eps, [r["mean max responsibility"] for r in rows], "s--", label="mean max responsibility")
+    axes[1].set(xscale="log", xlabel="eps (covariance eps I)", ylim=(-0.05, 1.05))
+    axes[1].legend(fontsize=8)
+    distance = np.maximum([r["max |mu_EM - mu_KM|"] for r in rows], 1e-16)
+    axes[2].plot(eps, distance, "o-", c="C3")
+    axes[2].set(xscale="log", yscale="log", xlabel="eps", ylabel="max distance EM mean - K-means centre")
+    for ax in axes[1:]:
+        ax.invert_xaxis()
+    fig.tight_layout()
+    report.text(f"Varied blobs (n = {n}, seed {seed}), K = 3. Both start from the same k-means++ centres "
+                f"(`kmeans_plusplus(random_state={seed})`); K-means is scikit-learn's Lloyd "
+                "(`init=centres, n_init=1, tol=0`), EM updates only the means with Sigma_k = eps I and "
+                "pi_k = 1/K fixed (`soft_kmeans_em` in this module, numpy). As eps shrinks the responsibilities "
+                "harden and the EM fixed point becomes the K-means one.")
+    report.figure(fig, "kmeans_limit.png", "EM with covariances eps I and equal weights vs K-means from the "
+                  "same initial centres (eps decreases to the right).")
+    for r in rows:
+        r["eps"] = f"{r['eps']:g}"
+        r["max |mu_EM - mu_KM|"] = f"{r['max |mu_EM - mu_KM|']:.2e}"
+    report.table(rows, floatfmt=".4f")
+    return rows
+
+
+def run(out_dir, quick: bool = False, seed: int = 0, data_dir=None) -> Path:
+    """Write ``out_dir/README.md`` and its figures; returns the README path."""
+    start = time.perf_counter()
+    n, n_seeds = (300, 2) if quick else (1000, 5)
+    k_range = list(range(1, 5 if quick else 13))
+    seeds = [seed + i for i in range(n_seeds)]
+    command = "mixclust reproduce gmm" + (" --quick" if quick else "") + f" --seed {seed}"
+    report = Report(out_dir, "Gaussian mixtures fitted by EM (SPEC §4, [GMM])", command, seed)
+    report.text(f"{'Quick' if quick else 'Full'} mode: synthetic sets of n = {n} points, {n_seeds} seeds, "
+                f"K = {k_range[0]}..{k_range[-1]} for the model-size scan. All models run on the CPU.")
+    report.section("1. Log-likelihood per EM iteration")
+    likelihood_curves(report, n, seed, data_dir)
+    report.section("2. K-means vs GMM")
+    kmeans_vs_gmm(report, n, seeds, data_dir)
+    report.section("3. GMM as a density model of two moons")
+    moons_density(report, n, k_range, seed, data_dir)
+    report.section("4. Fisher's iris: soft assignments")
+    iris_soft(report, seed, data_dir)
+    report.section("5. The K-means limit")
+    kmeans_limit(report, n, seed, data_dir)
+    report.text(f"\n_Total time {time.perf_counter() - start:.1f} s._")
+    return report.write()
