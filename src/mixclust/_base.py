@@ -83,6 +83,8 @@ class MixclustEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
     _tabular = False
     # Parameters the demo (`make demo`, scikit-learn's digits) uses beside the defaults.
     _demo_params: dict = {}
+    # Whether the model assigns clusters (predict/predict_proba); the demo skips those that do not.
+    _clusterer = True
 
     # -- prediction -----------------------------------------------------------------------------
     def predict(self, X):

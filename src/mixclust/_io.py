@@ -60,10 +60,11 @@ def safe_torch_load(path: str | os.PathLike, what: str = "file"):
     except pickle.UnpicklingError as exc:
         raise ValueError(
             f"{what} {path} holds objects other than tensors and plain values; refusing to unpickle it "
-            f"(it may try to run code): {str(exc).splitlines()[0]}"
+            f"(it may try to run code): {(str(exc).splitlines() or [repr(exc)])[0]}"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
-        raise ValueError(f"{what} {path} is corrupt or truncated: {str(exc).splitlines()[0]}") from None
+        detail = (str(exc).splitlines() or [repr(exc)])[0]
+        raise ValueError(f"{what} {path} is corrupt or truncated: {detail}") from None
 
 
 def _encode(value, tensors: dict, key: str):

@@ -34,7 +34,7 @@ def run(out_dir="runs/demo", random_state: int = 0, data: str = "digits") -> Pat
     start = time.perf_counter()
     baseline = KMeans(n_clusters, n_init=10, random_state=random_state).fit_predict(flat)
     results["k-means (scikit-learn)"] = ({}, baseline, None, time.perf_counter() - start)
-    for name, cls in sorted(MODELS.items()):
+    for name, cls in sorted((n, c) for n, c in MODELS.items() if c._clusterer):
         params = {cls._n_clusters_param: n_clusters, "random_state": random_state, "verbose": 0,
                   **cls._demo_params}
         model = cls(**params)

@@ -33,6 +33,8 @@ def _labels(y, name: str) -> np.ndarray:
 def contingency(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counts table C[i, j] = #{true class i, cluster j}, with the sorted class and cluster values."""
     y_true, y_pred = _labels(y_true, "y_true"), _labels(y_pred, "y_pred")
+    if len(y_true) != len(y_pred):
+        raise ValueError(f"y_true has {len(y_true)} labels but y_pred has {len(y_pred)}")
     classes, true_idx = np.unique(y_true, return_inverse=True)
     clusters, pred_idx = np.unique(y_pred, return_inverse=True)
     table = np.zeros((len(classes), len(clusters)), dtype=np.int64)
@@ -132,5 +134,7 @@ def evaluate(y_true=None, y_pred=None, proba=None, X=None, random_state=0) -> di
             raise ValueError(f"X has {len(X)} rows but y_pred has {len(y_pred)} labels")
         result.update(internal_metrics(X, y_pred, random_state=random_state))
     if proba is not None:
+        if len(proba) != len(y_pred):
+            raise ValueError(f"proba has {len(proba)} rows but y_pred has {len(y_pred)} labels")
         result.update(soft_assignment_metrics(proba))
     return result

@@ -12,14 +12,17 @@ One function per section of the report:
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+from threadpoolctl import threadpool_limits
 
 from .. import datasets, metrics, plotting
 from ..gmm import COVARIANCE_TYPES, GaussianMixture
@@ -116,7 +119,7 @@ def kmeans_vs_gmm(report, n, seeds, data_dir):
     fig.tight_layout()
     report.figure(fig, "kmeans_vs_gmm.png", f"Data seed {seeds[0]}. Colours: clusters matched to the true "
                   "labels; shading: decision regions; black: K-means centres / GMM 1- and 2-sigma ellipses.")
-    rows, raw = [], {}
+    rows, raw, misses = [], {}, []
     for name, k in COMPARISON:
         scores = {key: [] for key in ("km_ari", "gmm_ari", "km_nmi", "gmm_nmi")}
         for s in seeds:
@@ -125,18 +128,34 @@ def kmeans_vs_gmm(report, n, seeds, data_dir):
                 labels = model.fit_predict(X)
                 scores[f"{key}_ari"].append(adjusted_rand_score(y, labels))
                 scores[f"{key}_nmi"].append(normalized_mutual_info_score(y, labels))
+            if name in ("anisotropic", "varied", "blobs") and scores["gmm_ari"][-1] < 0.9:
+                misses.append(_local_optimum_check(X, y, k, s, model, name))
         raw[name] = scores
         cell = lambda v: f"{mean_std(v)} (min {min(v):.3f})"  # noqa: E731
         rows.append({"data set": name, "K": k, "K-means ARI": cell(scores["km_ari"]),
                      "GMM ARI": cell(scores["gmm_ari"]), "K-means NMI": cell(scores["km_nmi"]),
                      "GMM NMI": cell(scores["gmm_nmi"])})
     report.text(f"ARI and NMI against the true labels, mean ± std (population) and minimum over {len(seeds)} "
-                f"seeds {seeds[0]}..{seeds[-1]}; seed s draws the synthetic data (n = {n}, "
+                f"seeds {seeds[0]}..{seeds[-1]}; seed s draws the synthetic data (n = {n}, fixed centres, "
                 f"`datasets.load(..., random_state=s)`) **and** seeds both models (`random_state=s`). Iris "
                 f"is fixed, so only the models vary. K-means: scikit-learn, k-means++, n_init={N_INIT}; "
-                f"GMM: mixclust, full covariance, k-means init, n_init={N_INIT}.")
+                f"GMM: mixclust, full covariance, k-means init, n_init={N_INIT}, best likelihood kept. "
+                "Its k-means initialisation inherits K-means' cut of stretched blobs: when every start "
+                "begins in it, EM can stay in that local optimum (listed below the table when it happens).")
     report.table(rows)
+    if misses:
+        report.text("GMM runs with ARI < 0.9 on the Gaussian data sets, refitted from the true class means "
+                    "(an oracle start) to tell a local optimum from a model failure:")
+        report.table(misses, floatfmt=".4f")
     return raw
+
+
+def _local_optimum_check(X, y, k, seed, model, name):
+    """Log-likelihood of a fitted GMM beside one started at the true class means."""
+    oracle = _gmm(k, seed, n_init=1, means_init=np.array([X[y == c].mean(0) for c in range(k)])).fit(X)
+    return {"data set": name, "seed": seed, "ARI": adjusted_rand_score(y, model.predict(X)),
+            "log-lik": model.score(X), "oracle-start ARI": adjusted_rand_score(y, oracle.predict(X)),
+            "oracle-start log-lik": oracle.score(X)}
 
 
 def moons_density(report, n, k_range, seed, data_dir):
@@ -146,7 +165,8 @@ def moons_density(report, n, k_range, seed, data_dir):
     rows = []
     for k in k_range:
         g = _gmm(k, seed).fit(X)
-        rows.append({"K": k, "train log-lik": g.score(X), "held-out log-lik": g.score(X_test), "BIC": g.bic(X)})
+        rows.append({"K": k, "train log-lik": g.score(X), "held-out log-lik": g.score(X_test),
+                     "BIC": g.bic(X)})
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.0), gridspec_kw={"width_ratios": [1.5, 1, 1]})
     contour = plotting.log_density_contour(axes[0], model.score_samples, X)
     fig.colorbar(contour, ax=axes[0], label="log p(x)")
@@ -157,20 +177,22 @@ def moons_density(report, n, k_range, seed, data_dir):
     ks = [r["K"] for r in rows]
     axes[1].plot(ks, [r["train log-lik"] for r in rows], "o-", label="train")
     axes[1].plot(ks, [r["held-out log-lik"] for r in rows], "s--", label="held-out draw")
-    axes[1].set(xlabel="K", ylabel="mean log-likelihood per sample")
+    axes[1].set(xlabel="K", ylabel="mean log-likelihood per sample", title="fit vs number of components")
     axes[1].legend(fontsize=8)
     axes[2].plot(ks, [r["BIC"] for r in rows], "o-", c="C2")
     best = min(rows, key=lambda r: r["BIC"])
     axes[2].axvline(best["K"], c="grey", ls=":", label=f"min BIC at K = {best['K']}")
-    axes[2].set(xlabel="K", ylabel="BIC (lower is better)")
+    axes[2].set(xlabel="K", ylabel="BIC (lower is better)", title="BIC vs number of components")
     axes[2].legend(fontsize=8)
     for ax in axes[1:]:
         ax.set_xticks(ks)
+        ax.title.set_fontsize(9)
     fig.tight_layout()
     best_test = max(rows, key=lambda r: r["held-out log-lik"])
-    report.text(f"Held-out: a second draw of {n} points (`random_state={seed + 10_000}`; make_moons puts the "
-                f"points at evenly spaced angles and redraws only the noise). BIC is lowest at K = {best['K']}; "
-                f"the held-out log-likelihood is highest at K = {best_test['K']} among K = {ks[0]}..{ks[-1]}.")
+    report.text(f"Held-out: a second draw of {n} points (`random_state={seed + 10_000}`; make_moons puts "
+                "the points at evenly spaced angles and redraws only the noise). BIC is lowest at "
+                f"K = {best['K']}; the held-out log-likelihood is highest at K = {best_test['K']} "
+                f"among K = {ks[0]}..{ks[-1]}.")
     report.figure(fig, "moons_density.png", "Left: log-density of the K = 10 mixture (clipped below), data "
                   "and component means. Middle/right: fit and BIC vs K.")
     report.table(rows)
@@ -190,8 +212,13 @@ def iris_soft(report, seed, data_dir):
         m = y == i
         axes[0].scatter(X[m, 2], X[m, 3], c=plotting.probability_colors(proba[m], palette), marker=marker,
                         s=28, edgecolors=np.where(top[m] < 0.9, "k", "none"), label=SPECIES[i])
+    for row, j in enumerate(np.flatnonzero(top < 0.9)):  # labels stacked in the empty lower right
+        axes[0].annotate(f"#{j}: {proba[j, 1]:.2f} / {proba[j, 2]:.2f}", (X[j, 2], X[j, 3]), fontsize=7,
+                         xytext=(0.62, 0.4 - 0.07 * row), textcoords="axes fraction",
+                         arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.3"})
     axes[0].set(xlabel="petal length (cm)", ylabel="petal width (cm)")
-    axes[0].set_title("colour = P(cluster) mix (grey/blue/red); black edge: max P < 0.9", fontsize=9)
+    axes[0].set_title("colour: P(cluster) mix (grey/blue/red); labelled: max P < 0.9,\n"
+                      "with P(versicolor)/P(virginica)", fontsize=9)
     axes[0].legend(fontsize=8, title="true species (marker)", title_fontsize=8)
     axes[1].hist([top[y == i] for i in range(3)], bins=np.linspace(0.4, 1.0, 25), stacked=True,
                  label=SPECIES, color=palette)
@@ -201,7 +228,7 @@ def iris_soft(report, seed, data_dir):
     table = metrics.confusion_table(y, labels)
     table["labels"] = SPECIES
     table["clusters"] = [f"~{SPECIES[c]}" for c in table["clusters"]]
-    image = plotting.confusion_heatmap(axes[2], table, "% of each species in each GMM cluster")
+    image = plotting.confusion_heatmap(axes[2], table, "species make-up of each GMM cluster (% of column)")
     fig.colorbar(image, ax=axes[2])
     fig.tight_layout()
     report.text(f"GMM, K = 3, full covariance, all 4 features, seed {seed}; ARI "
@@ -209,6 +236,11 @@ def iris_soft(report, seed, data_dir):
                 "Clusters are named by the species they overlap most (Hungarian matching).")
     report.figure(fig, "iris_soft.png", "Iris: soft assignments in the petal plane, distribution of the "
                   "largest probability, and the confusion table.")
+    wrong, confident_wrong = int((labels != y).sum()), int(((labels != y) & (top >= 0.9)).sum())
+    report.text(f"Only {int((top < 0.9).sum())} of {len(X)} points have a largest probability below 0.9 and "
+                f"{int((top < 0.6).sum())} below 0.6: with full covariances in 4-D the mixture is confident "
+                f"on iris, and {confident_wrong} of the {wrong} points it puts in another species' cluster "
+                "are put there with probability >= 0.9 (confidently wrong, not uncertain).")
     counts = [{"species": s, "points": int((y == i).sum()), "max P < 0.9": int((top[y == i] < 0.9).sum()),
                "max P < 0.6": int((top[y == i] < 0.6).sum()),
                "assigned elsewhere": int((labels[y == i] != i).sum())} for i, s in enumerate(SPECIES)]
@@ -223,7 +255,8 @@ def iris_soft(report, seed, data_dir):
 def soft_kmeans_em(X, centres, eps, max_iter=5000, tol=1e-12):
     """EM with every covariance fixed at ``eps * I`` and weights 1/K: only the means are updated.
 
-    E-step: r_nk = softmax_k(-||x_n - mu_k||^2 / (2 eps)) (log space); M-step: mu_k = sum_n r_nk x_n / sum_n r_nk.
+    E-step: r_nk = softmax_k(-||x_n - mu_k||^2 / (2 eps)) (in log space);
+    M-step: mu_k = sum_n r_nk x_n / sum_n r_nk.
     Returns (means, responsibilities).
     """
     means = np.array(centres, dtype=np.float64)
@@ -247,43 +280,67 @@ def kmeans_limit(report, n, seed, data_dir):
     for eps in EPSILONS:
         means, resp = soft_kmeans_em(X, centres, eps)
         paths.append(means)
+        distance = np.linalg.norm(means - km.cluster_centers_, axis=1).max()
         rows.append({"eps": eps, "mean max responsibility": resp.max(1).mean(),
                      "ARI vs K-means labels": adjusted_rand_score(km.labels_, resp.argmax(1)),
-                     "max |mu_EM - mu_KM|": np.linalg.norm(means - km.cluster_centers_, axis=1).max()})
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.0))
-    plotting.scatter_clusters(axes[0], X, km.labels_, "varied blobs: K-means labels, centres (x), EM means (dots)")
+                     "max distance to K-means centres": distance})
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.0), gridspec_kw={"width_ratios": [1.3, 1, 1]})
+    plotting.scatter_clusters(axes[0], X, km.labels_, "K-means labels and centres (x); EM means (dots)")
     colours = plt.get_cmap("plasma")(np.linspace(0, 0.9, len(EPSILONS)))
     for eps, means, colour in zip(EPSILONS, paths, colours):
         axes[0].scatter(*means.T, color=colour, s=40, edgecolors="k", linewidths=0.5, label=f"eps = {eps:g}")
     axes[0].scatter(*km.cluster_centers_.T, marker="x", c="k", s=90, linewidths=2)
-    axes[0].legend(fontsize=7, ncol=2, loc="best")
+    axes[0].legend(fontsize=7, title="EM means", title_fontsize=7, loc="upper left",
+                   bbox_to_anchor=(1.0, 1.0))
     eps = np.array(EPSILONS)
-    axes[1].plot(eps, [r["ARI vs K-means labels"] for r in rows], "o-", label="ARI(EM labels, K-means labels)")
+    axes[1].plot(eps, [r["ARI vs K-means labels"] for r in rows], "o-", label="ARI(EM, K-means labels)")
     axes[1].plot(eps, [r["mean max responsibility"] for r in rows], "s--", label="mean max responsibility")
-    axes[1].set(xscale="log", xlabel="eps (covariance eps I)", ylim=(-0.05, 1.05))
+    axes[1].set(xscale="log", xlabel="eps (covariance eps I)", ylim=(-0.05, 1.05), title="labels harden")
     axes[1].legend(fontsize=8)
-    distance = np.maximum([r["max |mu_EM - mu_KM|"] for r in rows], 1e-16)
+    distance = np.maximum([r["max distance to K-means centres"] for r in rows], 1e-16)
     axes[2].plot(eps, distance, "o-", c="C3")
-    axes[2].set(xscale="log", yscale="log", xlabel="eps", ylabel="max distance EM mean - K-means centre")
+    axes[2].set(xscale="log", yscale="log", xlabel="eps", ylabel="max distance EM mean to K-means centre",
+                title="means converge to the K-means centres")
     for ax in axes[1:]:
         ax.invert_xaxis()
+        ax.title.set_fontsize(9)
     fig.tight_layout()
     report.text(f"Varied blobs (n = {n}, seed {seed}), K = 3. Both start from the same k-means++ centres "
                 f"(`kmeans_plusplus(random_state={seed})`); K-means is scikit-learn's Lloyd "
                 "(`init=centres, n_init=1, tol=0`), EM updates only the means with Sigma_k = eps I and "
-                "pi_k = 1/K fixed (`soft_kmeans_em` in this module, numpy). As eps shrinks the responsibilities "
-                "harden and the EM fixed point becomes the K-means one.")
+                "pi_k = 1/K fixed (`soft_kmeans_em` in this module, numpy). As eps shrinks the "
+                "responsibilities harden and the EM fixed point becomes the K-means one. At large eps the "
+                "means merge (all responsibilities near 1/K), so the arg-max labels there hang on tiny "
+                "differences.")
     report.figure(fig, "kmeans_limit.png", "EM with covariances eps I and equal weights vs K-means from the "
                   "same initial centres (eps decreases to the right).")
     for r in rows:
         r["eps"] = f"{r['eps']:g}"
-        r["max |mu_EM - mu_KM|"] = f"{r['max |mu_EM - mu_KM|']:.2e}"
+        r["max distance to K-means centres"] = f"{r['max distance to K-means centres']:.2e}"
     report.table(rows, floatfmt=".4f")
     return rows
 
 
+@contextmanager
+def _single_thread():
+    """One torch/BLAS/OpenMP thread: every problem here is tiny, and on a loaded 2-core machine two
+    threads made the quick study 10-15x slower (threads waiting on each other), not faster."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def run(out_dir, quick: bool = False, seed: int = 0, data_dir=None) -> Path:
     """Write ``out_dir/README.md`` and its figures; returns the README path."""
+    with _single_thread():
+        return _run(out_dir, quick, seed, data_dir)
+
+
+def _run(out_dir, quick, seed, data_dir) -> Path:
     start = time.perf_counter()
     n, n_seeds = (300, 2) if quick else (1000, 5)
     k_range = list(range(1, 5 if quick else 13))
@@ -291,7 +348,8 @@ def run(out_dir, quick: bool = False, seed: int = 0, data_dir=None) -> Path:
     command = "mixclust reproduce gmm" + (" --quick" if quick else "") + f" --seed {seed}"
     report = Report(out_dir, "Gaussian mixtures fitted by EM (SPEC §4, [GMM])", command, seed)
     report.text(f"{'Quick' if quick else 'Full'} mode: synthetic sets of n = {n} points, {n_seeds} seeds, "
-                f"K = {k_range[0]}..{k_range[-1]} for the model-size scan. All models run on the CPU.")
+                f"K = {k_range[0]}..{k_range[-1]} for the model-size scan. All models run on the CPU "
+                "with one thread (the problems are tiny; see `_single_thread`).")
     report.section("1. Log-likelihood per EM iteration")
     likelihood_curves(report, n, seed, data_dir)
     report.section("2. K-means vs GMM")

@@ -1,0 +1,78 @@
+"""The GMM study (SPEC §4) in quick mode: report, figures and the outcomes it must show."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from mixclust.studies import gmm as study
+
+
+@pytest.fixture(scope="module")
+def readme(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gmm")
+    threads = torch.get_num_threads()
+    path = study.run(out, quick=True, seed=0)
+    assert path == out / "README.md"
+    assert torch.get_num_threads() == threads  # the study's single-thread setting is undone
+    return path
+
+
+def _table(text, column):
+    """The markdown table with a column named ``column``, as {first cell: {column: cell}}."""
+    lines = text.splitlines()
+    split = lambda line: [c.strip() for c in line.strip().strip("|").split("|")]  # noqa: E731
+    for i, line in enumerate(lines):
+        if line.startswith("|") and column in split(line):
+            columns, rows = split(line), {}
+            for body in lines[i + 2:]:
+                if not body.startswith("|"):
+                    break
+                cells = split(body)
+                rows[cells[0]] = dict(zip(columns, cells))
+            return rows
+    raise AssertionError(f"no table with a column {column!r}")
+
+
+def test_readme_and_figures(readme):
+    text = readme.read_text()
+    assert "mixclust reproduce gmm --quick --seed 0" in text
+    assert "| data set | K | K-means ARI | GMM ARI | K-means NMI | GMM NMI |" in text
+    figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
+    assert len(figures) == 5
+    for name in figures:
+        assert (readme.parent / name).stat().st_size > 1000, name
+    assert "never decreased" in text and "**decreased**" not in text
+
+
+def _mean(cell):
+    return float(cell.split("±")[0])
+
+
+def test_gmm_beats_kmeans_on_stretched_and_varied_blobs(readme):
+    text = readme.read_text()
+    table = _table(text, "GMM ARI")
+    for name in ("anisotropic", "varied"):
+        row = table[name]
+        assert _mean(row["GMM ARI"]) > _mean(row["K-means ARI"]), row
+    assert _mean(table["anisotropic"]["GMM ARI"]) > 0.95
+
+
+def test_kmeans_limit_is_reached(readme):
+    smallest = _table(readme.read_text(), "ARI vs K-means labels")[f"{min(study.EPSILONS):g}"]
+    assert float(smallest["ARI vs K-means labels"]) == 1.0
+    assert float(smallest["max distance to K-means centres"]) < 1e-6
+    assert float(smallest["mean max responsibility"]) == pytest.approx(1.0)
+
+
+def test_soft_kmeans_em_hardens_to_lloyd():
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(c, 0.3, size=(40, 2)) for c in ((0, 0), (3, 0), (0, 3))])
+    centres = X[[0, 40, 80]]
+    means, resp = study.soft_kmeans_em(X, centres, eps=1e-4)
+    assert np.allclose(resp.sum(1), 1.0)
+    labels = resp.argmax(1)
+    assert np.allclose(means, [X[labels == k].mean(0) for k in range(3)])
+    means, resp = study.soft_kmeans_em(X, centres, eps=1e4)  # huge eps: one blob at the data mean
+    assert np.allclose(means, X.mean(0), atol=1e-3)
