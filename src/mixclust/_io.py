@@ -5,7 +5,8 @@ numbers::
 
     {"format": "mixclust-model", "version": 1, "model": "<registered name>",
      "params": "<JSON of get_params()>", "attributes": "<JSON of scalar fitted attributes>",
-     "tensors": {"param/<name>" | "attr/<name>" | "module/<name>.<key>": Tensor}}
+     "tensors": {"param/<name>" | "attr/<name>" | "module/<name>.<key>": Tensor},
+     "sha256": "<digest of the JSON strings and every tensor's bytes>"}
 
 It is read back with ``torch.load(weights_only=True)``, whose unpickler refuses
 every global outside tensors and builtin containers, so a crafted file cannot run
@@ -15,6 +16,7 @@ so an interrupted save never leaves a half-written model under ``path``.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -59,12 +61,24 @@ def safe_torch_load(path: str | os.PathLike, what: str = "file"):
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ValueError(
-            f"{what} {path} holds objects other than tensors and plain values; refusing to unpickle it "
-            f"(it may try to run code): {(str(exc).splitlines() or [repr(exc)])[0]}"
+            f"{what} {path} is not a valid mixclust file, or holds objects other than tensors and plain "
+            f"values, which are never unpickled: {(str(exc).splitlines() or [repr(exc)])[0]}"
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         detail = (str(exc).splitlines() or [repr(exc)])[0]
         raise ValueError(f"{what} {path} is corrupt or truncated: {detail}") from None
+
+
+def _digest(params: str, attributes: str, tensors: dict) -> str:
+    """sha256 over the JSON strings and the raw bytes of every tensor (sorted by key)."""
+    digest = hashlib.sha256(params.encode())
+    digest.update(attributes.encode())
+    for key in sorted(tensors):
+        tensor = tensors[key].detach().cpu().contiguous().reshape(-1)
+        digest.update(key.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _encode(value, tensors: dict, key: str):
@@ -108,13 +122,15 @@ def save_estimator(estimator, path: str | os.PathLike) -> None:
     for name, module in estimator._fitted_modules().items():
         for key, tensor in module.state_dict().items():
             tensors[f"module/{name}.{key}"] = tensor.detach().cpu().clone()
+    params_json, attributes_json = json.dumps(params), json.dumps(attributes)
     payload = {
         "format": FORMAT,
         "version": VERSION,
         "model": estimator._registry_name,
-        "params": json.dumps(params),
-        "attributes": json.dumps(attributes),
+        "params": params_json,
+        "attributes": attributes_json,
         "tensors": tensors,
+        "sha256": _digest(params_json, attributes_json, tensors),
     }
     atomic_save(payload, path)
 
@@ -139,6 +155,8 @@ def load(path: str | os.PathLike):
                          f"available: {', '.join(sorted(MODELS))}")
     try:
         tensors = payload["tensors"]
+        if payload["sha256"] != _digest(payload["params"], payload["attributes"], tensors):
+            raise ValueError(f"model file {path} is corrupt: its checksum does not match its content")
         params = {k: _decode(v, tensors) for k, v in json.loads(payload["params"]).items()}
         attributes = {k: _decode(v, tensors) for k, v in json.loads(payload["attributes"]).items()}
         estimator = MODELS[name](**params)

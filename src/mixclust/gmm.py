@@ -151,13 +151,17 @@ def _natural_parameters(weights, means, precisions_cholesky, covariance_type, tr
     return torch.cat([-0.5 * quad, precision_mean, constant[:, None]], dim=1).T
 
 
-def _m_step(stats: torch.Tensor, n_features: int, covariance_type: str, reg_covar: float, triu):
+def _m_step(stats: torch.Tensor, n_features: int, covariance_type: str, reg_covar: float, triu,
+            total_quad: torch.Tensor | None = None):
     r"""Weights, means and covariances from the sufficient statistics :math:`S = \Gamma^\top F` (K x m).
 
     ``S[:, -1]`` are the counts :math:`N_k`, ``S[:, q:q+d]`` the sums
     :math:`\sum_n \gamma_{nk} x_n`, ``S[:, :q]`` the weighted quadratic features.
     Covariances are second moments minus the outer product of the means, plus
-    ``reg_covar`` on the diagonal.
+    ``reg_covar`` on the diagonal. The tied covariance uses the unweighted
+    :math:`\sum_n q(x_n)` (``total_quad``) when given, as scikit-learn does; it
+    differs from ``S[:, :q].sum(0)`` only when responsibility rows do not sum
+    to one (the seed-point initialisations).
     """
     n_quad = stats.shape[1] - n_features - 1
     nk = stats[:, -1] + _NK_FLOOR
@@ -168,7 +172,7 @@ def _m_step(stats: torch.Tensor, n_features: int, covariance_type: str, reg_cova
         covariances = second - means[:, :, None] * means[:, None, :]
         covariances.diagonal(dim1=-2, dim2=-1).add_(reg_covar)
     elif covariance_type == "tied":
-        second = _unpack_symmetric(quad.sum(0), n_features, triu)
+        second = _unpack_symmetric(quad.sum(0) if total_quad is None else total_quad, n_features, triu)
         covariances = (second - (nk[:, None] * means).T @ means) / nk.sum()
         covariances.diagonal().add_(reg_covar)
     elif covariance_type == "diag":
@@ -269,8 +273,10 @@ class GaussianMixture(MixclustEstimator):
         Mean log-likelihood per sample of the fitted parameters. (scikit-learn's
         ``lower_bound_`` is the value *before* its last M-step, one iteration behind.)
     log_likelihood_history_ : list of float
-        Mean log-likelihood per sample after each EM iteration, ``len == n_iter_``;
-        never decreases.
+        Mean log-likelihood per sample after each EM iteration, ``len == n_iter_``.
+        Exact EM (``reg_covar=0``) never decreases it; the ridge makes the M-step a
+        slightly perturbed maximiser, so with ``reg_covar > 0`` it can dip by
+        ~1e-9 near convergence, exactly as scikit-learn's does.
     labels_ : ndarray (n,)
         Component of each training sample.
 
@@ -410,10 +416,13 @@ class GaussianMixture(MixclustEstimator):
 
     def _initial_parameters(self, X_np, X, features, shift, random_state, triu):
         resp = torch.as_tensor(self._initial_responsibilities(X_np, random_state), device=X.device)
-        stats = 0.0
+        stats, total = 0.0, 0.0
         for start, F in features:
             stats = stats + (resp[start:start + F.shape[0]].to(X.dtype).T @ F).to(torch.float64)
-        weights, means, covariances = _m_step(stats, X.shape[1], self.covariance_type, self.reg_covar, triu)
+            total = total + F.sum(dim=0, dtype=torch.float64)
+        n_quad = _n_quadratic(X.shape[1], self.covariance_type)
+        weights, means, covariances = _m_step(stats, X.shape[1], self.covariance_type, self.reg_covar, triu,
+                                              total_quad=total[:n_quad])
         as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=X.device)  # noqa: E731
         if self.weights_init is not None:
             weights = as_t(self.weights_init)
@@ -452,10 +461,14 @@ class GaussianMixture(MixclustEstimator):
             result = self._em(X, features, params, triu, init)
             if best is None or result["log_likelihood"] > best["log_likelihood"]:
                 best = result
+        if best["collapsed"]:
+            warnings.warn(f"component(s) {best['collapsed']} of {self.n_components} collapsed during EM (less "
+                          "than one sample's responsibility); reg_covar keeps their covariance finite. "
+                          "Consider fewer components.", RuntimeWarning, stacklevel=3)
         if not best["converged"] and self.max_iter > 0:
             warnings.warn("Best performing initialization did not converge. Try different init parameters, "
                           "or increase max_iter, tol, or check for degenerate data.", ConvergenceWarning,
-                          stacklevel=2)
+                          stacklevel=3)
         self._set_fitted(*best["params"], shift)
         self.converged_ = best["converged"]
         self.n_iter_ = best["n_iter"]
@@ -469,13 +482,13 @@ class GaussianMixture(MixclustEstimator):
         weights, means, precisions_cholesky = params
         W = _natural_parameters(weights, means, precisions_cholesky, self.covariance_type, triu)
         log_lik, stats, labels = self._e_pass(X, W, features, with_stats=True)
-        history, converged, n_components = [], False, self.n_components
+        history, converged, collapsed = [], False, set()
         bar = progress(range(self.max_iter), enabled=self.verbose > 0,
                        desc=f"EM init {init + 1}/{self.n_init}", unit="it")
         for _ in bar:
             weights, means, covariances = _m_step(stats, X.shape[1], self.covariance_type, self.reg_covar, triu)
             precisions_cholesky = _compute_precision_cholesky(covariances, self.covariance_type)
-            self._warn_collapsed(weights * X.shape[0], n_components)
+            collapsed.update((weights * X.shape[0] < 1.0).nonzero().flatten().tolist())
             W = _natural_parameters(weights, means, precisions_cholesky, self.covariance_type, triu)
             previous = log_lik
             log_lik, stats, labels = self._e_pass(X, W, features, with_stats=True)
@@ -486,15 +499,8 @@ class GaussianMixture(MixclustEstimator):
                 break
         bar.close()
         return {"params": (weights, means, precisions_cholesky), "log_likelihood": log_lik,
-                "history": history, "converged": converged, "n_iter": len(history), "labels": labels}
-
-    @staticmethod
-    def _warn_collapsed(nk: torch.Tensor, n_components: int):
-        collapsed = (nk < 1.0).nonzero().flatten().tolist()
-        if collapsed:
-            warnings.warn(f"component(s) {collapsed} of {n_components} collapsed (less than one sample's "
-                          "responsibility); reg_covar keeps their covariance finite. Consider fewer components.",
-                          RuntimeWarning, stacklevel=4)
+                "history": history, "converged": converged, "n_iter": len(history), "labels": labels,
+                "collapsed": sorted(collapsed)}
 
     def _set_fitted(self, weights, means, precisions_cholesky, shift):
         """Store parameters as float64 numpy arrays in the original (uncentred) coordinates."""

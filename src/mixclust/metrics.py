@@ -67,6 +67,8 @@ def soft_assignment_metrics(proba) -> dict:
         raise ValueError(f"proba must be 2-D (n_samples, n_clusters), got shape {proba.shape}")
     if not np.all(np.isfinite(proba)):
         raise ValueError("proba contains NaN or infinite values")
+    if (proba < 0).any() or not np.allclose(proba.sum(axis=1), 1.0, atol=1e-4):
+        raise ValueError("proba must hold probabilities: non-negative rows that sum to 1")
     entropy = -np.sum(np.where(proba > 0, proba * np.log(np.where(proba > 0, proba, 1.0)), 0.0), axis=1)
     sizes = np.bincount(proba.argmax(axis=1), minlength=proba.shape[1])
     return {
