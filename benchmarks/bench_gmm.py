@@ -18,7 +18,6 @@ import platform
 import time
 import warnings
 
-import numpy as np
 import torch
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning

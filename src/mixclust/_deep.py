@@ -1,0 +1,118 @@
+"""Base of the deep models: input checks, architecture choice, seeding, batched inference.
+
+Deep estimators accept tabular data (n, D) and images (n, C, H, W) (a 3-D array
+(n, H, W) is read as one-channel images). ``arch="auto"`` picks the MLP for
+tabular input and the convolutional network for images (SPEC §6). Training goes
+through :class:`mixclust.training.Trainer`; subclasses supply the module and
+the per-batch loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import MixclustEstimator, check_float, check_int, check_option, resolve_device
+from .training import Trainer
+
+ARCHS = ("auto", "mlp", "conv")
+INFERENCE_BATCH = 2048
+
+
+def as_float_array(X, name: str = "X") -> np.ndarray:
+    """X as a float32 array with a clear error for non-numeric, empty, NaN or infinite input."""
+    if hasattr(X, "detach"):
+        X = X.detach().cpu().numpy()
+    try:
+        array = np.asarray(X)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"{name} must be numeric, got dtype {array.dtype}")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty (shape {array.shape})")
+    array = array.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
+class DeepEstimator(MixclustEstimator):
+    """Shared machinery; subclasses define ``_build_modules`` and their losses.
+
+    Fitted attributes set here: ``input_shape_`` (shape of one sample),
+    ``arch_`` (the resolved architecture), ``n_features_in_``.
+    """
+
+    def _check_training_parameters(self) -> None:
+        check_option(self.arch, "arch", ARCHS)
+        check_int(self.epochs, "epochs", 0)
+        check_int(self.batch_size, "batch_size", 1)
+        check_float(self.lr, "lr", 0.0, strict=True)
+        check_int(self.verbose, "verbose", 0)
+        if self.clip_norm is not None:
+            check_float(self.clip_norm, "clip_norm", 0.0, strict=True)
+        if self.patience is not None:
+            check_int(self.patience, "patience", 1)
+        resolve_device(self.device)
+
+    def _validate_input(self, X, reset: bool, min_samples: int = 2) -> np.ndarray:
+        """Check X and, at fit (``reset``), record the sample shape; later calls must match it."""
+        X = as_float_array(X)
+        if X.ndim == 3:
+            X = X[:, None]
+        if X.ndim not in (2, 4):
+            raise ValueError(f"X must be 2-D (n_samples, n_features) or 4-D images (n, C, H, W), "
+                             f"got shape {X.shape}")
+        if reset:
+            if len(X) < min_samples:
+                raise ValueError(f"need at least {min_samples} samples to fit, got {len(X)}")
+            self.input_shape_ = tuple(int(s) for s in X.shape[1:])
+            self.n_features_in_ = int(np.prod(self.input_shape_))
+            self.arch_ = ("mlp" if X.ndim == 2 else "conv") if self.arch == "auto" else self.arch
+            if self.arch_ == "conv" and X.ndim != 4:
+                raise ValueError("arch='conv' needs images (n, C, H, W); got tabular input of shape "
+                                 f"{X.shape}. Use arch='mlp' or 'auto'.")
+        else:
+            check_is_fitted(self)
+            if tuple(X.shape[1:]) != self.input_shape_:
+                if X.ndim == 2 and X.shape[1] == self.n_features_in_:
+                    X = X.reshape(len(X), *self.input_shape_)
+                else:
+                    raise ValueError(f"X has samples of shape {tuple(X.shape[1:])}, but the model was fitted "
+                                     f"on samples of shape {self.input_shape_}")
+        return X
+
+    def _seed(self) -> int:
+        seed = 0 if self.random_state is None else int(self.random_state)
+        torch.manual_seed(seed)
+        np.random.seed(seed % (2**32))
+        return seed
+
+    def _to_device(self, X: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(X, device=self._device())
+
+    def _trainer(self, module, name: str, epochs: int | None = None, lr: float | None = None,
+                 patience=None, **kwargs) -> Trainer:
+        """A Trainer configured from this estimator's parameters."""
+        return Trainer(module, epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
+                       lr=self.lr if lr is None else lr, clip_norm=self.clip_norm, patience=patience,
+                       checkpoint_dir=getattr(self, "checkpoint_dir", None), name=name,
+                       seed=self._seed_value(), verbose=self.verbose, **kwargs)
+
+    def _seed_value(self) -> int:
+        return 0 if self.random_state is None else int(self.random_state)
+
+    @torch.no_grad()
+    def _batched(self, fn, X: np.ndarray, batch_size: int = INFERENCE_BATCH) -> list:
+        """Apply ``fn`` to X in batches on the model's device (eval mode); returns the list of outputs."""
+        device = self._device()
+        outputs = []
+        for start in range(0, len(X), batch_size):
+            outputs.append(fn(torch.as_tensor(X[start:start + batch_size], device=device)))
+        return outputs
+
+    @staticmethod
+    def _cat(outputs) -> np.ndarray:
+        return torch.cat(outputs).cpu().numpy()
