@@ -114,3 +114,9 @@ def test_datasets_and_models_commands(capsys):
     assert code == 0 and "mnist" in stdout and "iris" in stdout
     code, stdout, _ = run(["models"], capsys)
     assert code == 0 and "gmm" in stdout
+
+
+def test_fit_refuses_models_that_do_not_cluster(tmp_path, capsys):
+    code, _, err = run(["fit", "--model", "ae", "--data", "iris", "--n-clusters", "3", "--out", str(tmp_path)],
+                       capsys)
+    assert code == 1 and "does not cluster" in err and "aekm" in err

@@ -87,6 +87,8 @@ def _encode(value, tensors: dict, key: str):
         return value
     if isinstance(value, (np.integer, np.floating, np.bool_)):
         return value.item()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
     if isinstance(value, (np.ndarray, torch.Tensor)):
         tensors[key] = torch.as_tensor(np.asarray(value) if isinstance(value, np.ndarray) else value).clone()
         return {"__tensor__": key, "numpy": isinstance(value, np.ndarray)}

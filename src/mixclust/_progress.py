@@ -8,8 +8,8 @@ from tqdm.auto import tqdm
 class _Silent:
     """Stands in for a tqdm bar when progress is off: iterates, ignores updates."""
 
-    def __init__(self, iterable):
-        self._iterable = iterable
+    def __init__(self, iterable=None):
+        self._iterable = () if iterable is None else iterable
 
     def __iter__(self):
         return iter(self._iterable)
@@ -25,7 +25,8 @@ class _Silent:
 
 
 def progress(iterable, enabled: bool, **kwargs):
-    """A tqdm bar over ``iterable`` when ``enabled``, otherwise a silent stand-in with the same methods."""
+    """A tqdm bar over ``iterable`` (or a manual one with ``total=`` when it is None) when ``enabled``,
+    otherwise a silent stand-in with the same methods."""
     if not enabled:
         return _Silent(iterable)
     return tqdm(iterable, dynamic_ncols=True, leave=False, **kwargs)

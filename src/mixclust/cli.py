@@ -81,6 +81,9 @@ def cmd_fit(args) -> int:
     from .reports import atomic_write_text
 
     cls = get_model(args.model)
+    if not cls._clusterer:
+        raise ValueError(f"model {args.model!r} learns a representation and does not cluster; use 'aekm' "
+                         "(an autoencoder followed by K-means or a GMM) to cluster with it")
     X, y = _load_data(args)
     if args.labels:
         y = _load_labels(args.labels, len(X))

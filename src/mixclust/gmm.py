@@ -485,8 +485,8 @@ class GaussianMixture(MixclustEstimator):
         W = _natural_parameters(weights, means, precisions_cholesky, self.covariance_type, triu)
         log_lik, stats, labels = self._e_pass(X, W, features, with_stats=True)
         history, converged, collapsed = [], False, set()
-        bar = progress(range(self.max_iter), enabled=self.verbose > 0,
-                       desc=f"EM init {init + 1}/{self.n_init}", unit="it")
+        bar = progress(range(self.max_iter), enabled=self.verbose > 0, desc=f"EM init {init + 1}/{self.n_init}",
+                       unit="it")
         for _ in bar:
             weights, means, covariances = _m_step(stats, X.shape[1], self.covariance_type, self.reg_covar, triu)
             precisions_cholesky = _compute_precision_cholesky(covariances, self.covariance_type)

@@ -128,9 +128,8 @@ class Trainer:
             return self.history
         n_batches = math.ceil(n / self.batch_size)
         start_epoch = len(self.history)
-        bar = progress(range(n_batches * (self.epochs - start_epoch)), enabled=self.verbose > 0,
+        bar = progress(None, enabled=self.verbose > 0, total=n_batches * (self.epochs - start_epoch),
                        desc=self.name, unit="batch")
-        batches = iter(bar)
         for epoch in range(start_epoch, self.epochs):
             started = time.perf_counter()
             self.module.train()
@@ -142,7 +141,7 @@ class Trainer:
                 terms = self._step(step, tuple(t[index] for t in data), epoch, b)
                 for key, value in terms.items():
                     sums[key] = sums.get(key, 0.0) + value * len(index)
-                next(batches, None)
+                bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{terms['loss']:.4g}")
             record = {"epoch": epoch + 1, **{k: v / n for k, v in sums.items()}}
             if validate is not None:
