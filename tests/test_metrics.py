@@ -249,3 +249,11 @@ def test_labels_must_be_one_dimensional():
         M.cluster_accuracy(y[:, None], y)
     with pytest.raises(ValueError, match="y_pred must be 1-D"):
         M.external_metrics(y, np.eye(2)[y])
+
+
+def test_match_clusters_relabels_to_the_best_matching_labels():
+    y_true = np.array([0, 0, 1, 1, 2, 2, 2])
+    y_pred = np.array([5, 5, 3, 3, 7, 7, 9])
+    matched = M.match_clusters(y_true, y_pred)
+    assert matched.tolist() == [0, 0, 1, 1, 2, 2, 3]  # the unmatched cluster 9 gets a fresh id
+    assert M.cluster_accuracy(y_true, y_pred) == pytest.approx(np.mean(matched == y_true))

@@ -59,9 +59,10 @@ def run(out_dir="runs/demo", random_state: int = 0, data: str = "digits") -> Pat
     fig, axes = plotting.subplots(len(results) + 1, ncols=3)
     plotting.scatter_clusters(axes[0], embedding, y, "true labels")
     for ax, (label, (_, pred, _, _)) in zip(axes[1:], results.items()):
-        plotting.scatter_clusters(ax, embedding, pred, label)
+        plotting.scatter_clusters(ax, embedding, metrics.match_clusters(y, pred), label)
     report.section("Clusters on the first two principal components")
-    report.figure(fig, "clusters_pca.png", "PCA of the data, coloured by the true labels and by each model")
+    report.figure(fig, "clusters_pca.png", "PCA of the data, coloured by the true labels and by each model "
+                  "(clusters matched to labels, so equal colours mean agreement)")
 
     fig, axes = plotting.subplots(len(results), ncols=3, size=4.0)
     for ax, (label, (_, pred, _, _)) in zip(axes, results.items()):

@@ -49,6 +49,28 @@ def cluster_accuracy(y_true, y_pred) -> float:
     return float(table[rows, cols].sum() / table.sum())
 
 
+def cluster_label_mapping(y_true, y_pred) -> dict:
+    """The Hungarian matching of clusters to labels as ``{cluster: label}``.
+
+    Clusters left unmatched (more clusters than labels) get new integer ids above the
+    largest label, so the mapping is one-to-one.
+    """
+    table, classes, clusters = contingency(y_true, y_pred)
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    mapping = {clusters[c].item(): classes[r].item() for r, c in zip(rows, cols)}
+    spare = int(np.max(classes)) + 1 if np.issubdtype(classes.dtype, np.integer) else 0
+    for cluster in clusters.tolist():
+        if cluster not in mapping:
+            mapping[cluster], spare = spare, spare + 1
+    return mapping
+
+
+def match_clusters(y_true, y_pred) -> np.ndarray:
+    """``y_pred`` relabelled by :func:`cluster_label_mapping` (so colours and tables line up)."""
+    mapping = cluster_label_mapping(y_true, y_pred)
+    return np.array([mapping[c] for c in _labels(y_pred, "y_pred").tolist()])
+
+
 def confusion_table(y_true, y_pred) -> dict:
     """Percentage of each true label in each cluster (columns sum to 100).
 

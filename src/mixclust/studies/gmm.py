@@ -18,7 +18,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
@@ -54,11 +53,9 @@ def _kmeans(k, seed):
 
 def _match(y_true, y_pred, k):
     """Array mapping each cluster id to the label it overlaps most (Hungarian), so colours agree."""
-    table = np.zeros((k, k), dtype=np.int64)
-    np.add.at(table, (y_true, y_pred), 1)
-    rows, cols = linear_sum_assignment(table, maximize=True)
     mapping = np.arange(k)
-    mapping[cols] = rows
+    for cluster, label in metrics.cluster_label_mapping(y_true, y_pred).items():
+        mapping[cluster] = label
     return mapping
 
 
