@@ -30,14 +30,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceW
 EXPECTED_FAILED_CHECKS: dict[str, str] = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: OpenMP threads only add spin-wait time (150x slower when the 2 cores are busy)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def mixture_data(seed: int, d: int = 2, n_clusters: int = 3, spread: float = 6.0, n_min: int = 40,
                  n_max: int = 120) -> np.ndarray:

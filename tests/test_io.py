@@ -16,15 +16,6 @@ import mixclust
 from mixclust import GaussianMixture
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: OpenMP threads only add spin-wait time when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def X():
     rng = np.random.default_rng(0)
