@@ -1,0 +1,145 @@
+"""VaDE: the closed-form terms, the prior initialisation, the entropy knob, robustness, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import mixclust
+from mixclust import metrics
+from mixclust.vade import (
+    VaDE,
+    approx_kl,
+    gaussian_kl_to_components,
+    laplace_weights,
+    log_joint,
+    negative_entropy,
+    vade_kl,
+)
+
+TINY = dict(hidden=(32,), latent_dim=2, pretrain_epochs=3, epochs=4, batch_size=32, arch="mlp", verbose=0)
+
+
+def blobs(n_per=60, seed=0, d=6, spread=4.0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(3, d)) * spread
+    X = np.concatenate([c + rng.normal(size=(n_per, d)) for c in centres]).astype(np.float32)
+    return X, np.repeat(np.arange(3), n_per)
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(st.floats(-2, 2), st.floats(-1.5, 1.5), st.floats(-2, 2), st.floats(-1.5, 1.5))
+def test_closed_form_kl_matches_monte_carlo(m, log_s2, mu_k, log_sigma2):
+    mu, log_var = torch.tensor([[m, -m]], dtype=torch.float64), torch.tensor([[log_s2, 0.3]], dtype=torch.float64)
+    prior_mu = torch.tensor([[mu_k, 0.5]], dtype=torch.float64)
+    prior_log_var = torch.tensor([[log_sigma2, -0.2]], dtype=torch.float64)
+    closed = gaussian_kl_to_components(mu, log_var, prior_mu, prior_log_var)[0, 0]
+    q = torch.distributions.Normal(mu[0], (0.5 * log_var[0]).exp())
+    p = torch.distributions.Normal(prior_mu[0], (0.5 * prior_log_var[0]).exp())
+    generator = torch.Generator().manual_seed(0)
+    z = mu[0] + (0.5 * log_var[0]).exp() * torch.randn(200_000, 2, generator=generator, dtype=torch.float64)
+    samples = (q.log_prob(z) - p.log_prob(z)).sum(1)
+    assert float(closed) == pytest.approx(float(samples.mean()), abs=5 * float(samples.std()) / 200_000**0.5 + 1e-3)
+    assert float(closed) == pytest.approx(float(torch.distributions.kl_divergence(q, p).sum()), rel=1e-10)
+
+
+def test_approx_kl_is_the_sources_log_sum_exp():
+    kl = torch.tensor([[0.5, 2.0, 4.0]])
+    log_pi = torch.log(torch.tensor([0.2, 0.3, 0.5]))
+    expected = -np.log(0.2 * np.exp(-0.5) + 0.3 * np.exp(-2.0) + 0.5 * np.exp(-4.0))
+    assert float(approx_kl(kl, log_pi)[0]) == pytest.approx(expected, rel=1e-6)
+
+
+def test_vade_kl_and_entropy_by_hand():
+    gamma = torch.tensor([[0.25, 0.75]])
+    kl = torch.tensor([[1.0, 3.0]])
+    log_pi = torch.log(torch.tensor([0.5, 0.5]))
+    expected = 0.25 * 1 + 0.75 * 3 + 0.25 * np.log(0.25 / 0.5) + 0.75 * np.log(0.75 / 0.5)
+    assert float(vade_kl(gamma, kl, log_pi)[0]) == pytest.approx(expected, rel=1e-6)
+    assert float(negative_entropy(gamma)[0]) == pytest.approx(0.25 * np.log(0.25) + 0.75 * np.log(0.75), rel=1e-6)
+
+
+def test_log_joint_is_log_weight_plus_gaussian_log_density():
+    z = torch.tensor([[0.3, -1.0]])
+    mu, log_var = torch.tensor([[0.0, 0.0], [1.0, 2.0]]), torch.tensor([[0.0, 0.5], [-0.3, 0.1]])
+    log_pi = torch.log(torch.tensor([0.4, 0.6]))
+    expected = [np.log(w) + torch.distributions.Normal(m, (0.5 * lv).exp()).log_prob(z[0]).sum().item()
+                for w, m, lv in zip([0.4, 0.6], mu, log_var)]
+    np.testing.assert_allclose(log_joint(z, log_pi, mu, log_var)[0].numpy(), expected, rtol=1e-5)
+
+
+def test_prior_initialisation_is_laplace_smoothed_kmeans():
+    assert laplace_weights([3, 0, 7]).tolist() == pytest.approx([4 / 13, 1 / 13, 8 / 13])
+    X, _ = blobs()
+    model = VaDE(3, **{**TINY, "epochs": 0}, random_state=0).fit(X)
+    mu = model.transform(X).astype(np.float64)
+    from sklearn.cluster import KMeans
+
+    counts = np.bincount(KMeans(3, n_init=10, random_state=0).fit(mu).labels_, minlength=3)
+    assert sorted(model.weights_.tolist()) == pytest.approx(sorted(((counts + 1) / (len(X) + 3)).tolist()), abs=1e-6)
+
+
+def test_eta_raises_the_entropy_of_the_assignments():
+    X, _ = blobs(seed=1)
+    entropies = []
+    for eta in (0.0, 5.0):
+        model = VaDE(3, **{**TINY, "epochs": 15}, eta=eta, assign="head", temperature=1.0, random_state=0).fit(X)
+        entropies.append(metrics.entropy(model.predict_proba(X)).mean())
+    assert entropies[1] > entropies[0] + 0.05
+
+
+def test_clusters_separated_blobs_and_records_history():
+    X, y = blobs(seed=2)
+    config = {**TINY, "epochs": 10, "latent_dim": 3, "pretrain_epochs": 10}
+    model = VaDE(3, **config, random_state=0).fit(X, validation_data=(X, y))
+    assert metrics.evaluate(y, model.labels_)["ari"] > 0.9
+    stages = [r["stage"] for r in model.history_]
+    assert stages == ["pretrain"] * 10 + ["train"] * 10
+    assert {"loss", "recon", "kl", "entropy", "val_nmi", "val_entropy", "seconds"} <= set(model.history_[-1])
+    assert model.prototypes().shape == (3, 6)
+    assert len(model.most_ambiguous(X, 5)) == 5
+
+
+@pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # K-means finds 2 groups for K = 4: intended
+def test_no_nan_with_an_empty_cluster_and_tiny_variances():
+    X = np.zeros((40, 4), dtype=np.float32)
+    X[:20] += 1e-6 * np.arange(4)  # two groups of (almost) identical points: K = 4 leaves clusters empty
+    X[20:] += 1.0
+    model = VaDE(4, **TINY, random_state=0).fit(X)
+    proba = model.predict_proba(X)
+    assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(1), 1)
+    assert all(np.isfinite(r["loss"]) for r in model.history_)
+    assert np.all(np.isfinite(model.variances_))
+
+
+def test_save_load_round_trip(tmp_path):
+    X, _ = blobs(n_per=20)
+    model = VaDE(3, **TINY, random_state=0).fit(X)
+    model.save(tmp_path / "vade")
+    loaded = mixclust.load(tmp_path / "vade")
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    np.testing.assert_array_equal(loaded.prototypes(), model.prototypes())
+
+
+@pytest.mark.parametrize("kwargs, error, fragment", [
+    ({"kl": "exact"}, ValueError, "kl 'exact'"),
+    ({"assign": "softmax"}, ValueError, "assign 'softmax'"),
+    ({"temperature": 0.0}, ValueError, "temperature"),
+    ({"n_clusters": 500}, ValueError, "larger than the number of samples"),
+])
+def test_bad_parameters(kwargs, error, fragment):
+    X, _ = blobs(n_per=10)
+    with pytest.raises(error, match=fragment):
+        VaDE(**{**TINY, **kwargs}).fit(X)
+
+
+def test_bad_input():
+    X, _ = blobs(n_per=10)
+    X[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        VaDE(3, **TINY).fit(X)
+    with pytest.raises(ValueError, match="validation_data"):
+        VaDE(3, **TINY).fit(np.nan_to_num(X), validation_data=np.zeros((3, 6)))
