@@ -1,0 +1,375 @@
+r"""MoA+: a mixture of autoencoder experts with a router, trained on minimax weights (SPEC §1, [MOA]).
+
+M experts (convolutional autoencoders for images, MLP autoencoders for tabular data) and a
+router :math:`p_i = \operatorname{softmax}(r(x_i)) \in \Delta^M`; stacked over a batch, P is (n, M).
+The cluster of :math:`x_i` is :math:`\arg\max_k p_{ik}`.
+
+Losses (``loss=``), with :math:`e_{ik}` the mean over pixels of :math:`(x_i - \hat x_{ik})^2`:
+
+* ``blend`` (the "Hinton MoE" baseline of [MOA]): :math:`\frac1n \sum_i \lVert x_i - \sum_k p_{ik}\hat x_{ik}\rVert^2`.
+* ``competitive`` (Jacobs, Jordan, Nowlan & Hinton 1991):
+  :math:`\frac1n \sum_i -\ln \sum_k p_{ik} \exp(-\lVert x_i - \hat x_{ik}\rVert^2 / 2s^2)`.
+* ``minimax`` (MoA+): :math:`G = P^\top P`, minimax weights :math:`A = P G^{-1}`
+  (so :math:`\sum_i a_{ik} p_{il} = \delta_{kl}`), loss
+  :math:`\lvert \sum_{ik} a_{ik} e_{ik} \rvert = \lvert \operatorname{tr}(G^{-1} E^\top P) \rvert`,
+  exact for any M through a linear solve (autograd differentiates it); G gets a ridge
+  :math:`\epsilon I` and a warning when it is near-singular (a dead expert).
+* ``bound`` (the source's training loss):
+  :math:`\sqrt{\sum_k \lambda_k^{-2}}\,\sqrt{\sum_k (\sum_i p_{ik} e_{ik})^2}`, :math:`\lambda_k` the
+  eigenvalues of G. Not an upper bound of the exact loss in general, even for M = 2.
+* ``frobenius_bound``: :math:`\lVert G^{-1}\rVert_F \lVert E^\top P\rVert_F`, an upper bound for every
+  M by Cauchy-Schwarz.
+* ``switch``: ``blend`` plus the Switch-Transformer load-balancing loss
+  :math:`M \sum_k f_k \bar P_k` (:math:`f_k` the fraction routed to k, :math:`\bar P_k` the mean
+  router probability), weighted by ``switch_weight``.
+
+G is per mini-batch (``gram="batch"``) or an exponential moving average over the data set
+(``gram="ema"``, the current batch entering with gradient). Both are normalised per sample,
+:math:`G = P^\top P / n`, :math:`E^\top P / n`, which leaves the loss unchanged for ``ridge=0``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import torch
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from . import metrics
+from . import nn as mnn
+from ._base import check_float, check_int, check_option
+from ._deep import DeepEstimator
+from ._registry import register
+from .autoencoder import _check_hidden
+
+LOSSES = ("blend", "competitive", "minimax", "bound", "frobenius_bound", "switch")
+GRAMS = ("batch", "ema")
+EXPERT_PATHS = ("auto", "loop", "vmap")
+# Condition number of G above which an expert is considered dead (warned once per fit).
+SINGULAR_CONDITION = 1e8
+
+
+class SingularGramWarning(RuntimeWarning):
+    """G = P^T P is near-singular: an expert receives (almost) no routing mass."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Losses, one function each
+# ------------------------------------------------------------------------------------------------
+def expert_errors(x: torch.Tensor, x_hats: torch.Tensor) -> torch.Tensor:
+    """E (B, M): mean over pixels of the squared error of each expert; ``x_hats`` is (M, B, ...)."""
+    return ((x_hats - x.unsqueeze(0)) ** 2).flatten(2).mean(-1).T
+
+
+def blend_loss(x, x_hats, P) -> torch.Tensor:
+    r""":math:`\frac1n\sum_i \lVert x_i - \sum_k p_{ik} \hat x_{ik} \rVert^2` (squared error summed over pixels)."""
+    mixture = torch.einsum("bk,kb...->b...", P, x_hats)
+    return ((x - mixture) ** 2).flatten(1).sum(1).mean()
+
+
+def competitive_loss(x, x_hats, P, scale: float = 1.0) -> torch.Tensor:
+    r""":math:`\frac1n\sum_i -\ln \sum_k p_{ik} \exp(-\lVert x_i - \hat x_{ik}\rVert^2 / 2s^2)`."""
+    squared = ((x_hats - x.unsqueeze(0)) ** 2).flatten(2).sum(-1).T  # (B, M)
+    return -torch.logsumexp(torch.log(P + 1e-12) - 0.5 * squared / scale**2, dim=1).mean()
+
+
+def gram_matrix(P: torch.Tensor) -> torch.Tensor:
+    r"""Per-sample Gram matrix :math:`G = P^\top P / n` (M x M)."""
+    return P.T @ P / P.shape[0]
+
+
+def _regularised(G: torch.Tensor, ridge: float) -> torch.Tensor:
+    return G + ridge * torch.eye(G.shape[0], dtype=G.dtype, device=G.device)
+
+
+def minimax_weights(P: torch.Tensor, ridge: float = 0.0, G: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Minimax weights :math:`A = P (G + \epsilon I)^{-1}` (n x M), with :math:`G = P^\top P / n` by default.
+
+    With ``ridge=0``, :math:`\frac1n \sum_i a_{ik} p_{il} = \delta_{kl}` (the per-sample normalisation
+    of G carries the 1/n).
+    """
+    G = gram_matrix(P) if G is None else G
+    return torch.linalg.solve(_regularised(G, ridge), P.T).T
+
+
+def minimax_loss(E, P, ridge: float = 0.0, G: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Exact MoA+ loss :math:`\lvert \operatorname{tr}(G^{-1} E^\top P) \rvert` with per-sample G and
+    :math:`E^\top P`: equals :math:`\lvert \frac1n \sum_{ik} a_{ik} e_{ik} \rvert`."""
+    G = gram_matrix(P) if G is None else G
+    B = E.T @ P / P.shape[0]
+    return torch.linalg.solve(_regularised(G, ridge), B).diagonal().sum().abs()
+
+
+def bound_loss(E, P, ridge: float = 0.0, G: torch.Tensor | None = None) -> torch.Tensor:
+    r"""The source's bound :math:`\sqrt{\sum_k \lambda_k^{-2}}\,\sqrt{\sum_k (\sum_i p_{ik} e_{ik})^2}`."""
+    G = gram_matrix(P) if G is None else G
+    eigenvalues = torch.linalg.eigvalsh(_regularised(G, ridge))
+    weighted = (P * E).sum(0) / P.shape[0]
+    return torch.sqrt((eigenvalues ** -2).sum()) * torch.sqrt((weighted**2).sum())
+
+
+def frobenius_bound_loss(E, P, ridge: float = 0.0, G: torch.Tensor | None = None) -> torch.Tensor:
+    r""":math:`\lVert G^{-1} \rVert_F \lVert E^\top P \rVert_F \ge \lvert\operatorname{tr}(G^{-1}E^\top P)\rvert`
+    for every M (Cauchy-Schwarz)."""
+    G = gram_matrix(P) if G is None else G
+    inverse = torch.linalg.inv(_regularised(G, ridge))
+    return torch.linalg.matrix_norm(inverse) * torch.linalg.matrix_norm(E.T @ P / P.shape[0])
+
+
+def switch_balance_loss(P) -> torch.Tensor:
+    r"""Switch-Transformer load balancing :math:`M \sum_k f_k \bar P_k` (equals 1 when balanced)."""
+    M = P.shape[1]
+    fraction = torch.bincount(P.argmax(1), minlength=M).to(P.dtype) / P.shape[0]
+    return M * (fraction * P.mean(0)).sum()
+
+
+# ------------------------------------------------------------------------------------------------
+# Networks
+# ------------------------------------------------------------------------------------------------
+class Router(nn.Module):
+    """Images: 2 x [Conv ``filters`` 3x3, ReLU, MaxPool 2], Flatten, Linear(M), softmax.
+    Tabular: MLP ``hidden`` -> M, softmax. Returns P (B, M)."""
+
+    def __init__(self, input_shape, n_experts: int, filters: int = 8, hidden=(64,)):
+        super().__init__()
+        if len(input_shape) == 3:
+            body = mnn.ConvEncoderBody(input_shape, filters, n_blocks=2)
+            self.net = nn.Sequential(body, nn.Linear(body.out_features, n_experts))
+        else:
+            self.net = mnn.mlp([int(np.prod(input_shape)), *hidden, n_experts])
+
+    def forward(self, x):
+        return torch.softmax(self.net(x.flatten(1) if x.dim() == 2 else x), dim=1)
+
+
+class Experts(nn.Module):
+    """M autoencoders; ``forward(x)`` returns reconstructions (M, B, ...) and latents (M, B, d).
+
+    ``path="loop"`` runs them one after another; ``"vmap"`` stacks their weights and runs them as one
+    batched call (torch.func). Both give the same outputs (tested); the faster one depends on the device.
+    """
+
+    def __init__(self, experts: list[tuple[nn.Module, nn.Module]], path: str):
+        super().__init__()
+        self.encoders = nn.ModuleList(e for e, _ in experts)
+        self.decoders = nn.ModuleList(d for _, d in experts)
+        self.path = path
+
+    def _one(self, encoder, decoder, x):
+        z = encoder(x)
+        return decoder(z), z
+
+    def forward(self, x):
+        if self.path == "loop":
+            outputs = [self._one(e, d, x) for e, d in zip(self.encoders, self.decoders)]
+            return torch.stack([o[0] for o in outputs]), torch.stack([o[1] for o in outputs])
+        enc_params, enc_buffers = stack_module_state(list(self.encoders))
+        dec_params, dec_buffers = stack_module_state(list(self.decoders))
+        encoder, decoder = self.encoders[0], self.decoders[0]
+
+        def one(ep, eb, dp, db):
+            z = functional_call(encoder, (ep, eb), (x,))
+            return functional_call(decoder, (dp, db), (z,)), z
+
+        return vmap(one)(enc_params, enc_buffers, dec_params, dec_buffers)
+
+
+class MoANetwork(nn.Module):
+    def __init__(self, experts: Experts, router: Router):
+        super().__init__()
+        self.experts, self.router = experts, router
+
+    def forward(self, x):
+        x_hats, z = self.experts(x)
+        return x_hats, z, self.router(x)
+
+
+@register("moa")
+class MoA(DeepEstimator):
+    r"""Mixture of autoencoder experts with a router (MoA+ and its baselines).
+
+    Parameters
+    ----------
+    n_clusters : int, default=2
+        Number of experts M (= clusters).
+    loss : {"minimax", "blend", "competitive", "bound", "frobenius_bound", "switch"}, default="minimax"
+    gram : {"batch", "ema"}, default="batch"
+    ridge : float, default=1e-4
+        :math:`\epsilon` added to the diagonal of the per-sample G (keeps a dead expert finite).
+    ema_momentum : float, default=0.9, for ``gram="ema"``.
+    competitive_scale : float, default=1.0, s of the ``competitive`` loss.
+    switch_weight : float, default=0.01, weight of the balance term of ``switch``.
+    latent_dim, filters, n_blocks, hidden : expert architecture (conv for images, MLP otherwise).
+    router_filters, router_hidden : router architecture.
+    experts_path : {"auto", "loop", "vmap"}, default="auto" (loop on the CPU, vmap on CUDA).
+    epochs, batch_size, lr, clip_norm, patience, checkpoint_dir, random_state, device, verbose.
+
+    ``predict_proba`` and ``transform`` return the router probabilities P; ``latent(X)`` the chosen
+    expert's latent vector; ``reconstruct(X)`` the chosen expert's reconstruction.
+    """
+
+    _demo_params = {"epochs": 30, "batch_size": 64, "arch": "mlp", "hidden": (64,), "latent_dim": 8}
+
+    def __init__(self, n_clusters=2, *, loss="minimax", gram="batch", ridge=1e-4, ema_momentum=0.9,
+                 competitive_scale=1.0, switch_weight=0.01, arch="auto", latent_dim=10, filters=8, n_blocks=3,
+                 hidden=(256, 64), router_filters=8, router_hidden=(64,), experts_path="auto", epochs=10,
+                 batch_size=256, lr=1e-3, clip_norm=None, patience=None, checkpoint_dir=None, random_state=0,
+                 device="auto", verbose=0):
+        self.n_clusters = n_clusters
+        self.loss = loss
+        self.gram = gram
+        self.ridge = ridge
+        self.ema_momentum = ema_momentum
+        self.competitive_scale = competitive_scale
+        self.switch_weight = switch_weight
+        self.arch = arch
+        self.latent_dim = latent_dim
+        self.filters = filters
+        self.n_blocks = n_blocks
+        self.hidden = hidden
+        self.router_filters = router_filters
+        self.router_hidden = router_hidden
+        self.experts_path = experts_path
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.clip_norm = clip_norm
+        self.patience = patience
+        self.checkpoint_dir = checkpoint_dir
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    def _check_parameters(self, n_samples: int) -> None:
+        self._check_training_parameters()
+        M = check_int(self.n_clusters, "n_clusters", 1)
+        if n_samples < M:
+            raise ValueError(f"n_clusters={M} is larger than the number of samples ({n_samples})")
+        check_option(self.loss, "loss", LOSSES)
+        check_option(self.gram, "gram", GRAMS)
+        check_option(self.experts_path, "experts_path", EXPERT_PATHS)
+        check_float(self.ridge, "ridge", 0.0)
+        check_float(self.ema_momentum, "ema_momentum", 0.0)
+        if self.ema_momentum >= 1:
+            raise ValueError(f"ema_momentum must be < 1, got {self.ema_momentum}")
+        check_float(self.competitive_scale, "competitive_scale", 0.0, strict=True)
+        check_float(self.switch_weight, "switch_weight", 0.0)
+        check_int(self.latent_dim, "latent_dim", 1)
+        _check_hidden(self.hidden)
+        _check_hidden(self.router_hidden)
+
+    def _path(self) -> str:
+        if self.experts_path != "auto":
+            return self.experts_path
+        return "vmap" if self._device().type == "cuda" else "loop"
+
+    def _build_modules(self, attributes: dict) -> dict[str, nn.Module]:
+        shape = tuple(attributes["input_shape_"])
+        experts = [mnn.build_autoencoder(attributes["arch_"], shape, int(self.latent_dim),
+                                         hidden=_check_hidden(self.hidden), filters=int(self.filters),
+                                         n_blocks=int(self.n_blocks))
+                   for _ in range(int(self.n_clusters))]
+        router = Router(shape, int(self.n_clusters), int(self.router_filters), _check_hidden(self.router_hidden))
+        return {"network_": MoANetwork(Experts(experts, self._path()), router).to(self._device())}
+
+    # -- training -----------------------------------------------------------------------------------
+    def fit(self, X, y=None, validation_data=None):
+        """Train experts and router jointly; ``validation_data=(X_val, y_val)`` adds ``val_nmi``."""
+        X = self._validate_input(X, reset=True)
+        self._check_parameters(len(X))
+        if not (X.min() >= 0.0 and X.max() <= 1.0) and self.arch_ == "conv":
+            raise ValueError("convolutional experts end in a sigmoid: scale images to [0, 1]")
+        val = None
+        if validation_data is not None:
+            X_val = self._validate_input(validation_data[0], reset=False)
+            val = (X_val, np.asarray(validation_data[1]))
+        self._seed()
+        self.network_ = self._build_modules(vars(self))["network_"]
+        mnn.xavier_init(self.network_)
+        self._ema_gram = None
+        self._singular_warned = False
+        trainer = self._trainer(self.network_, name="moa", patience=self.patience)
+        validate = None if val is None else (lambda: {"val_nmi": metrics.external_metrics(
+            val[1], self._proba(val[0]).argmax(1))["nmi"]})
+        self.history_ = trainer.fit(self._to_device(X), self._step, validate=validate,
+                                    monitor="loss" if val is None else "val_nmi",
+                                    mode="min" if val is None else "max")
+        self.labels_ = self.predict(X)
+        return self
+
+    def _gram(self, P: torch.Tensor) -> torch.Tensor:
+        G = gram_matrix(P)
+        if self.gram == "ema":
+            if self._ema_gram is not None:
+                G = self.ema_momentum * self._ema_gram + (1 - self.ema_momentum) * G
+            self._ema_gram = G.detach()
+        if not self._singular_warned and torch.linalg.cond(G.detach()) > SINGULAR_CONDITION:
+            self._singular_warned = True
+            warnings.warn(f"G = P^T P is near-singular (an expert receives almost no routing mass); "
+                          f"the ridge {self.ridge} keeps the minimax loss finite", SingularGramWarning,
+                          stacklevel=2)
+        return G
+
+    def _step(self, batch) -> dict:
+        (x,) = batch
+        x_hats, _, P = self.network_(x)
+        E = expert_errors(x, x_hats)
+        if self.loss == "blend":
+            loss = blend_loss(x, x_hats, P)
+        elif self.loss == "switch":
+            loss = blend_loss(x, x_hats, P) + self.switch_weight * switch_balance_loss(P)
+        elif self.loss == "competitive":
+            loss = competitive_loss(x, x_hats, P, self.competitive_scale)
+        else:
+            G = self._gram(P)
+            fn = {"minimax": minimax_loss, "bound": bound_loss, "frobenius_bound": frobenius_bound_loss}[self.loss]
+            loss = fn(E, P, self.ridge, G)
+        chosen = E.gather(1, P.argmax(1, keepdim=True)).mean()
+        return {"loss": loss, "mse_chosen": chosen.detach()}
+
+    # -- inference ----------------------------------------------------------------------------------
+    def _proba(self, X: np.ndarray) -> np.ndarray:
+        self.network_.eval()
+        return self._cat(self._batched(self.network_.router, X)).astype(np.float64)
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Router probabilities P (n, M)."""
+        check_is_fitted(self, "network_")
+        return self._proba(self._validate_input(X, reset=False))
+
+    def transform(self, X) -> np.ndarray:
+        """Router probabilities (the soft cluster membership); see ``latent`` for the experts' codes."""
+        return self.predict_proba(X)
+
+    def _chosen(self, X, index: int) -> np.ndarray:
+        check_is_fitted(self, "network_")
+        X = self._validate_input(X, reset=False)
+        self.network_.eval()
+
+        def pick(x):
+            outputs = self.network_(x)
+            chosen = outputs[2].argmax(1)
+            return outputs[index][chosen, torch.arange(len(x), device=x.device)]
+
+        return self._cat(self._batched(pick, X))
+
+    def latent(self, X) -> np.ndarray:
+        """The chosen expert's latent vector for each sample, (n, latent_dim)."""
+        return self._chosen(X, 1)
+
+    def reconstruct(self, X) -> np.ndarray:
+        """The chosen expert's reconstruction of each sample (input shape)."""
+        return self._chosen(X, 0)
+
+    def expert_errors(self, X) -> np.ndarray:
+        """Per-sample, per-expert mean squared error E (n, M)."""
+        check_is_fitted(self, "network_")
+        X = self._validate_input(X, reset=False)
+        self.network_.eval()
+        return self._cat(self._batched(lambda x: expert_errors(x, self.network_(x)[0]), X))
+
+
+__all__ = ["MoA", "LOSSES", "minimax_loss", "minimax_weights", "bound_loss", "frobenius_bound_loss"]
