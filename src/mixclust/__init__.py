@@ -6,9 +6,11 @@ from ._registry import MODELS, get_model
 from .autoencoder import VAE, AEClustering, AutoEncoder
 from .gmm import GaussianMixture
 from .moa import MoA
+from .objective import ObjectiveClustering
 from .vade import VaDE
 
 __version__ = "0.1.0"
 
 __all__ = ["GaussianMixture", "MODELS", "datasets", "get_model", "load", "metrics", "__version__"]
 __all__ += ["AEClustering", "AutoEncoder", "MoA", "VAE", "VaDE"]
+__all__ += ["ObjectiveClustering"]

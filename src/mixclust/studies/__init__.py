@@ -12,6 +12,7 @@ from pathlib import Path
 
 STUDIES = {
     "gmm": "mixclust.studies.gmm",
+    "nnobj": "mixclust.studies.nnobj",
 }
 
 
