@@ -131,3 +131,25 @@ def probability_colors(proba, palette=None):
     if palette is None:
         palette = plt.get_cmap(CMAP).colors[:proba.shape[1]]
     return np.clip(proba @ np.asarray(palette, dtype=np.float64)[:, :3], 0.0, 1.0)
+
+
+def label_map(ax, Y, labels, title: str = "", names=None, s: float = 3, legend: bool = True):
+    """2-D embedding (e.g. t-SNE of a latent space) coloured by class, each class named at its median.
+
+    ``Y`` is (n, 2), ``labels`` integer classes (at most 10 distinct colours); ``names`` maps a class
+    to the text written at its median point and in the legend (default: the class number).
+    """
+    Y, labels = np.asarray(Y), np.asarray(labels)
+    cmap = plt.get_cmap(CMAP)
+    for k in np.unique(labels):
+        m = labels == k
+        name = str(k) if names is None else str(names[k])
+        ax.scatter(Y[m, 0], Y[m, 1], color=cmap(int(k) % 10), s=s, linewidths=0, label=name, alpha=0.8)
+        cx, cy = np.median(Y[m], axis=0)
+        ax.text(cx, cy, name, fontsize=10, fontweight="bold", ha="center", va="center",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": cmap(int(k) % 10), "alpha": 0.8})
+    if legend:
+        ax.legend(fontsize=7, markerscale=3, loc="upper right", ncol=2, framealpha=0.7)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])

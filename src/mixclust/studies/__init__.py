@@ -13,6 +13,7 @@ from pathlib import Path
 STUDIES = {
     "gmm": "mixclust.studies.gmm",
     "nnobj": "mixclust.studies.nnobj",
+    "aevae": "mixclust.studies.aevae",
 }
 
 
