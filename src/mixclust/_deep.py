@@ -84,6 +84,21 @@ class DeepEstimator(MixclustEstimator):
                                      f"on samples of shape {self.input_shape_}")
         return X
 
+    def _validation_pair(self, validation_data):
+        """``(X_val, y_val)`` checked against the fitted input shape, or None.
+
+        Labels only ever reach monitoring and early stopping, never a loss.
+        """
+        if validation_data is None:
+            return None
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (X_val, y_val)")
+        X_val = self._validate_input(validation_data[0], reset=False)
+        y_val = np.asarray(validation_data[1])
+        if y_val.shape != (len(X_val),):
+            raise ValueError(f"y_val must have shape ({len(X_val)},), got {y_val.shape}")
+        return X_val, y_val
+
     def _seed(self) -> int:
         seed = 0 if self.random_state is None else int(self.random_state)
         torch.manual_seed(seed)

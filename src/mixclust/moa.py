@@ -282,10 +282,7 @@ class MoA(DeepEstimator):
         self._check_parameters(len(X))
         if not (X.min() >= 0.0 and X.max() <= 1.0) and self.arch_ == "conv":
             raise ValueError("convolutional experts end in a sigmoid: scale images to [0, 1]")
-        val = None
-        if validation_data is not None:
-            X_val = self._validate_input(validation_data[0], reset=False)
-            val = (X_val, np.asarray(validation_data[1]))
+        val = self._validation_pair(validation_data)
         self._seed()
         self.network_ = self._build_modules(vars(self))["network_"]
         mnn.xavier_init(self.network_)

@@ -229,7 +229,7 @@ class VaDE(DeepEstimator):
         """
         X = self._validate_input(X, reset=True)
         self._check_parameters(len(X))
-        val = self._validation(validation_data)
+        val = self._validation_pair(validation_data)
         in_unit = bool(X.min() >= 0.0 and X.max() <= 1.0)
         if self.loss == "bce" and not in_unit:
             raise ValueError("loss='bce' needs data in [0, 1]; scale the data or use loss='mse'")
@@ -253,17 +253,6 @@ class VaDE(DeepEstimator):
         self._store_prior()
         self.labels_ = self.predict(X)
         return self
-
-    def _validation(self, validation_data):
-        if validation_data is None:
-            return None
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a pair (X_val, y_val)")
-        X_val = self._validate_input(validation_data[0], reset=False)
-        y_val = np.asarray(validation_data[1])
-        if y_val.shape != (len(X_val),):
-            raise ValueError(f"y_val must have shape ({len(X_val)},), got {y_val.shape}")
-        return X_val, y_val
 
     def _autoencoder_parameters(self):
         """Parameters trained in pretraining: encoder body and mean head, decoder."""
