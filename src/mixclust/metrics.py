@@ -65,6 +65,15 @@ def cluster_label_mapping(y_true, y_pred) -> dict:
     return mapping
 
 
+def cluster_label_array(y_true, y_pred, size: int) -> np.ndarray:
+    """:func:`cluster_label_mapping` as a lookup array over cluster ids ``0..size-1`` (identity for ids
+    absent from ``y_pred``), e.g. to recolour a model's predictions on a plotting grid."""
+    mapping = np.arange(max(size, int(np.max(y_pred)) + 1))
+    for cluster, label in cluster_label_mapping(y_true, y_pred).items():
+        mapping[cluster] = label
+    return mapping
+
+
 def match_clusters(y_true, y_pred) -> np.ndarray:
     """``y_pred`` relabelled by :func:`cluster_label_mapping` (so colours and tables line up)."""
     mapping = cluster_label_mapping(y_true, y_pred)

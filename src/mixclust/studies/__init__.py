@@ -8,13 +8,35 @@ study only adds a module and a line to ``STUDIES``.
 from __future__ import annotations
 
 import importlib
+from contextlib import contextmanager
 from pathlib import Path
+
+import torch
+from threadpoolctl import threadpool_limits
 
 STUDIES = {
     "gmm": "mixclust.studies.gmm",
     "nnobj": "mixclust.studies.nnobj",
     "aevae": "mixclust.studies.aevae",
 }
+
+
+@contextmanager
+def threads(n: int):
+    """Run with ``n`` torch and BLAS threads, restoring the previous setting afterwards.
+
+    Studies on tiny problems (and every quick mode) use one: measured on the shared 2-core machine,
+    two threads waiting on each other made them 5-15x slower whenever another job ran. Full deep
+    training uses every thread (an MNIST conv-AE epoch: 5.5 s with 2 threads on an idle machine,
+    about 4x less than with one; benchmarks/bench_deep.py).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        with threadpool_limits(n):
+            yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def describe() -> dict[str, str]:

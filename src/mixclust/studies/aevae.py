@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import pickle
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -27,11 +26,11 @@ from sklearn.cluster import KMeans
 from sklearn.manifold import TSNE
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.tree import DecisionTreeClassifier
-from threadpoolctl import threadpool_limits
 
 from .. import datasets, metrics, plotting
 from ..autoencoder import VAE, AEClustering, AutoEncoder, add_gaussian_noise
 from ..reports import Report, markdown_table
+from . import threads as study_threads
 
 DESCRIPTION = ("Autoencoder vs variational autoencoder on MNIST (reconstruction, denoising, latent decision "
                "tree, t-SNE) and the AE+K-means / AE+GMM baselines on MNIST and Fashion-MNIST")
@@ -56,21 +55,6 @@ FULL = {"n_train": None, "n_test": None, "conv_epochs": 10, "conv_batch": 128, "
 QUICK = {"n_train": 2000, "n_test": 500, "conv_epochs": 6, "conv_batch": 16, "lr": 3e-4, "wide_epochs": 0,
          "wide_filters": 32, "mlp_epochs": 5, "mlp_batch": 64, "mlp_lr": 1e-3, "n_cluster": 2000, "n_tsne": 300,
          "noise": NOISE_LEVELS_QUICK, "n_grid": 10, "vae_mse": False}
-
-
-@contextmanager
-def _threads(n: int):
-    """Run with ``n`` torch/BLAS threads. Quick mode uses one: its tensors are tiny and, measured on the
-    shared 2-core machine, two threads waiting on each other made an epoch 5-10x slower whenever another
-    job ran. The full study uses every thread (on an idle machine an MNIST conv-AE epoch takes 5.5 s with
-    2 threads, about 4x less than with one; benchmarks/bench_deep.py)."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with threadpool_limits(n):
-            yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _subsample(X, y, n, seed):
@@ -251,7 +235,7 @@ def compute(quick=False, seed=0, data_dir=None, log=print) -> dict:
     cfg = dict(QUICK if quick else FULL)
     timings = {}
     threads = 1 if quick else torch.get_num_threads()
-    with _threads(threads):
+    with study_threads(threads):
         start = time.perf_counter()
         part1 = compare_ae_vae(cfg, seed, data_dir, quick, log)
         timings["part 1 (conv AE/VAE, evaluations, t-SNE)"] = time.perf_counter() - start
@@ -347,8 +331,8 @@ def write_report(results, out_dir, data_note="") -> Path:
         f"{quick_note if quick else ''}"
         f"Data: {p1['dataset']}, {p1['n_train']} training and {p1['n_test']} test images"
         f"{' (random subsets)' if quick else ''}, pixels in [0, 1]. Everything runs on the CPU with "
-        f"{results.get('threads', 1)} torch/BLAS thread(s) (see `_threads`) and is seeded from `seed={seed}` "
-        f"(weights, shuffling, noise, t-SNE, "
+        f"{results.get('threads', 1)} torch/BLAS thread(s) (see `mixclust.studies.threads`) and is seeded "
+        f"from `seed={seed}` (weights, shuffling, noise, t-SNE, "
         f"trees, K-means, GMM).{data_note}")
     report.text(
         _budget_text(results))

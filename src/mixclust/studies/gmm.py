@@ -12,20 +12,18 @@ One function per section of the report:
 from __future__ import annotations
 
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from scipy.special import logsumexp
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-from threadpoolctl import threadpool_limits
 
 from .. import datasets, metrics, plotting
 from ..gmm import COVARIANCE_TYPES, GaussianMixture
 from ..reports import Report, mean_std
+from . import threads
 
 DESCRIPTION = ("Gaussian mixtures by EM vs K-means: log-likelihood ascent, anisotropic and varied blobs, "
                "density of two moons, soft assignments on iris, the K-means limit")
@@ -49,14 +47,6 @@ def _gmm(k, seed, **kwargs):
 
 def _kmeans(k, seed):
     return KMeans(k, n_init=N_INIT, random_state=seed)
-
-
-def _match(y_true, y_pred, k):
-    """Array mapping each cluster id to the label it overlaps most (Hungarian), so colours agree."""
-    mapping = np.arange(k)
-    for cluster, label in metrics.cluster_label_mapping(y_true, y_pred).items():
-        mapping[cluster] = label
-    return mapping
 
 
 def likelihood_curves(report, n, seed, data_dir):
@@ -93,7 +83,7 @@ def likelihood_curves(report, n, seed, data_dir):
 
 
 def _comparison_panel(ax, X, y, model, name, label, k):
-    mapping = _match(y, model.predict(X), k)
+    mapping = metrics.cluster_label_array(y, model.predict(X), k)
     predict = lambda points: mapping[model.predict(points)]  # noqa: E731
     labels = predict(X)
     plotting.decision_regions(ax, predict, X)
@@ -199,7 +189,7 @@ def moons_density(report, n, k_range, seed, data_dir):
 def iris_soft(report, seed, data_dir):
     X, y = _load("iris", seed, None, data_dir)
     model = _gmm(3, seed).fit(X)
-    mapping = _match(y, model.predict(X), 3)
+    mapping = metrics.cluster_label_array(y, model.predict(X), 3)
     proba = np.empty((len(X), 3))
     proba[:, mapping] = model.predict_proba(X)  # columns in species order
     labels, top = proba.argmax(1), proba.max(1)
@@ -318,22 +308,9 @@ def kmeans_limit(report, n, seed, data_dir):
     return rows
 
 
-@contextmanager
-def _single_thread():
-    """One torch/BLAS/OpenMP thread: every problem here is tiny, and on a loaded 2-core machine two
-    threads made the quick study 10-15x slower (threads waiting on each other), not faster."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def run(out_dir, quick: bool = False, seed: int = 0, data_dir=None) -> Path:
     """Write ``out_dir/README.md`` and its figures; returns the README path."""
-    with _single_thread():
+    with threads(1):
         return _run(out_dir, quick, seed, data_dir)
 
 
@@ -346,7 +323,7 @@ def _run(out_dir, quick, seed, data_dir) -> Path:
     report = Report(out_dir, "Gaussian mixtures fitted by EM (SPEC §4, [GMM])", command, seed)
     report.text(f"{'Quick' if quick else 'Full'} mode: synthetic sets of n = {n} points, {n_seeds} seeds, "
                 f"K = {k_range[0]}..{k_range[-1]} for the model-size scan. All models run on the CPU "
-                "with one thread (the problems are tiny; see `_single_thread`).")
+                "with one thread (the problems are tiny; see `mixclust.studies.threads`).")
     report.section("1. Log-likelihood per EM iteration")
     likelihood_curves(report, n, seed, data_dir)
     report.section("2. K-means vs GMM")

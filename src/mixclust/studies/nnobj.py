@@ -21,7 +21,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans, SpectralClustering
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.neighbors import KNeighborsClassifier
@@ -31,7 +30,7 @@ from .. import datasets, metrics, plotting
 from ..gmm import GaussianMixture
 from ..objective import ObjectiveClustering
 from ..reports import Report
-from .gmm import _single_thread
+from . import threads
 
 DESCRIPTION = ("Clustering by a network trained on an objective: the notes' centroid and similarity "
                "networks and k-NN graph objectives (ncut, mi, scan) vs K-means, spectral clustering and GMM")
@@ -85,23 +84,12 @@ def _fit_all(X, k, seed, quick):
     return out, models
 
 
-def _match(y_true, y_pred, k):
-    """Map each cluster id to the label it overlaps most (Hungarian), so colours agree across panels."""
-    size = max(k, int(y_pred.max()) + 1, int(y_true.max()) + 1)
-    table = np.zeros((size, size), dtype=np.int64)
-    np.add.at(table, (y_true, y_pred), 1)
-    rows, cols = linear_sum_assignment(table, maximize=True)
-    mapping = np.arange(size)
-    mapping[cols] = rows
-    return mapping
-
-
 def _figure(report, X, y, results, name, n, seed):
     fig, axes = plotting.subplots(len(METHODS) + 1, ncols=3, size=3.4)
     plotting.scatter_clusters(axes[0], X, y, f"{name}, n = {n}: true labels")
     for ax, method in zip(axes[1:], METHODS):
         labels, predict = results[method]
-        mapping = _match(y, labels, int(y.max()) + 1)
+        mapping = metrics.cluster_label_array(y, labels, max(int(y.max()), int(labels.max())) + 1)
         plotting.decision_regions(ax, lambda P, f=predict, m=mapping: m[f(P)], X, resolution=150)
         ari = adjusted_rand_score(y, labels)
         plotting.scatter_clusters(ax, X, mapping[labels], f"{method} (ARI {ari:.2f})")
@@ -259,7 +247,7 @@ def scale(report, seed, data_dir, quick):
 
 def run(out_dir, quick: bool = False, seed: int = 0, data_dir=None) -> Path:
     """Write ``out_dir/README.md`` and its figures; returns the README path."""
-    with _single_thread():
+    with threads(1):
         return _run(out_dir, quick, seed, data_dir)
 
 
