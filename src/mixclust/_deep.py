@@ -84,8 +84,8 @@ class DeepEstimator(MixclustEstimator):
                                      f"on samples of shape {self.input_shape_}")
         return X
 
-    def _validation_pair(self, validation_data):
-        """``(X_val, y_val)`` checked against the fitted input shape, or None.
+    def _validation_pair(self, validation_data, check_X=None):
+        """``(X_val, y_val)`` checked against the fitted input shape (or by ``check_X``), or None.
 
         Labels only ever reach monitoring and early stopping, never a loss.
         """
@@ -93,7 +93,8 @@ class DeepEstimator(MixclustEstimator):
             return None
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a pair (X_val, y_val)")
-        X_val = self._validate_input(validation_data[0], reset=False)
+        check_X = check_X or (lambda X: self._validate_input(X, reset=False))
+        X_val = check_X(validation_data[0])
         y_val = np.asarray(validation_data[1])
         if y_val.shape != (len(X_val),):
             raise ValueError(f"y_val must have shape ({len(X_val)},), got {y_val.shape}")

@@ -538,15 +538,13 @@ class ObjectiveClustering(DeepEstimator):
     def _validator(self, validation_data):
         from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-        if not (isinstance(validation_data, (tuple, list)) and len(validation_data) == 2):
-            raise ValueError("validation_data must be (X_val, y_val)")
-        X_val = as_float_array(validation_data[0], "X_val")
-        if X_val.ndim != 2 or X_val.shape[1] != self.n_features_in_:
-            raise ValueError(f"X_val must have shape (n, {self.n_features_in_}), got {X_val.shape}")
-        X_val = self._scale(X_val)
-        y_val = np.asarray(validation_data[1])
-        if y_val.shape != (len(X_val),):
-            raise ValueError(f"y_val must have shape ({len(X_val)},), got {y_val.shape}")
+        def check_X(X):
+            X = as_float_array(X, "X_val")
+            if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+                raise ValueError(f"X_val must have shape (n, {self.n_features_in_}), got {X.shape}")
+            return self._scale(X)
+
+        X_val, y_val = self._validation_pair(validation_data, check_X)
 
         def validate() -> dict:
             labels = self._predict_scaled(X_val)
