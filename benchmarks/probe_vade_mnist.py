@@ -6,11 +6,16 @@ Prints one JSON line: test NMI/ACC/ARI, mean entropy, seconds, validation NMI pe
 to the vade-entropy study (issue 7), not the study itself.
 """
 import json
+import os
 import sys
 import time
 
+import torch
+
 from mixclust import datasets, metrics
 from mixclust.vade import VaDE
+
+torch.set_num_threads(int(os.environ.get("THREADS", "2")))
 
 cfg = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
 Xtr, ytr = datasets.load("mnist", split="train")

@@ -143,3 +143,23 @@ def test_bad_input():
         VaDE(3, **TINY).fit(X)
     with pytest.raises(ValueError, match="validation_data"):
         VaDE(3, **TINY).fit(np.nan_to_num(X), validation_data=np.zeros((3, 6)))
+
+
+def test_reusing_a_pretrained_autoencoder_equals_a_fit_from_scratch():
+    X, _ = blobs(seed=4)
+    scratch = VaDE(3, **TINY, eta=0.3, random_state=1).fit(X)
+    base = VaDE(3, **TINY, random_state=1).pretrain(X)
+    reused = VaDE(3, **TINY, eta=0.3, random_state=1).fit(X, pretrained=base)
+    np.testing.assert_array_equal(scratch.predict_proba(X), reused.predict_proba(X))
+    assert [r["loss"] for r in scratch.history_] == [r["loss"] for r in reused.history_]
+
+
+def test_pretrained_must_match_data_and_pretraining_parameters():
+    X, _ = blobs(seed=4)
+    base = VaDE(3, **TINY, random_state=1).pretrain(X)
+    with pytest.raises(ValueError, match="latent_dim"):
+        VaDE(3, **{**TINY, "latent_dim": 3}, random_state=1).fit(X, pretrained=base)
+    with pytest.raises(ValueError, match="different data"):
+        VaDE(3, **TINY, random_state=1).fit(X + 1.0, pretrained=base)
+    with pytest.raises(ValueError, match="not saved"):
+        VaDE(3, **TINY, random_state=1).fit(X, pretrained=VaDE(3))

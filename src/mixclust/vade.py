@@ -105,6 +105,12 @@ def laplace_weights(counts, alpha: float = 1.0) -> np.ndarray:
     return (counts + alpha) / (counts.sum() + alpha * len(counts))
 
 
+def _fingerprint(X: np.ndarray) -> tuple:
+    """Cheap identity of a data set: shape and two float64 sums."""
+    flat = X.reshape(-1)
+    return tuple(X.shape), float(flat.sum(dtype=np.float64)), float(np.dot(flat, flat))
+
+
 # ------------------------------------------------------------------------------------------------
 # The network
 # ------------------------------------------------------------------------------------------------
@@ -221,15 +227,50 @@ class VaDE(DeepEstimator):
         return {"network_": network.to(self._device())}
 
     # -- training -----------------------------------------------------------------------------------
-    def fit(self, X, y=None, validation_data=None):
+    def fit(self, X, y=None, validation_data=None, pretrained=None):
         """Pretrain, initialise the prior by K-means, then train the full objective.
 
         ``validation_data=(X_val, y_val)`` adds ``val_nmi`` and ``val_entropy`` to ``history_``
         and, with ``patience``, early-stops on ``val_nmi`` (labels never enter the loss).
+
+        ``pretrained``: a VaDE fitted (or only :meth:`pretrain`-ed) in this session on the same X
+        with the same network and pretraining parameters; its autoencoder after stage (1) is reused
+        and stage (1) skipped. The result equals a fit from scratch with the same ``random_state``
+        (stage 2 re-seeds), so a sweep over eta, beta, T, kl or assign pretrains once.
         """
         X = self._validate_input(X, reset=True)
         self._check_parameters(len(X))
         val = self._validation_pair(validation_data)
+        data = self._to_device(X)
+        if pretrained is None:
+            self._pretrain(X, data)
+        else:
+            self._adopt_pretrained(pretrained, X)
+        self._seed()
+        self._initialise_prior(X)
+        trainer = self._trainer(self.network_, name="train", patience=self.patience,
+                                optimizer_kwargs={"eps": 1e-8})
+        validate = None if val is None else (lambda: self._validation_metrics(*val))
+        history = [{"stage": "train", **r} for r in trainer.fit(
+            data, self._step, validate=validate, monitor="loss" if val is None else "val_nmi",
+            mode="min" if val is None else "max")]
+        self.history_ = [{"stage": "pretrain", **r} for r in self._pretrain_history] + history
+        self._store_prior()
+        self.labels_ = self.predict(X)
+        return self
+
+    def pretrain(self, X):
+        """Stage (1) only: build the network and pretrain it as a plain autoencoder.
+
+        Returns self, to be passed as ``pretrained=`` to :meth:`fit` of models that differ only
+        in stage-2 parameters (beta, eta, temperature, kl, assign, epochs, lr, clip_norm, patience).
+        """
+        X = self._validate_input(X, reset=True)
+        self._check_parameters(len(X))
+        self._pretrain(X, self._to_device(X))
+        return self
+
+    def _pretrain(self, X: np.ndarray, data: torch.Tensor) -> None:
         in_unit = bool(X.min() >= 0.0 and X.max() <= 1.0)
         if self.loss == "bce" and not in_unit:
             raise ValueError("loss='bce' needs data in [0, 1]; scale the data or use loss='mse'")
@@ -237,22 +278,33 @@ class VaDE(DeepEstimator):
         self._seed()
         self.network_ = self._build_modules(vars(self))["network_"]
         mnn.xavier_init(self.network_)
-        data = self._to_device(X)
+        trainer = self._trainer(self.network_, name="pretrain", epochs=self.pretrain_epochs,
+                                lr=self.pretrain_lr, parameters=self._autoencoder_parameters())
+        self._pretrain_history = trainer.fit(data, self._pretrain_step)
+        # In memory only (not saved): the state right after stage (1), for fit(pretrained=...).
+        self._pretrained = {"state": {k: v.detach().clone() for k, v in self.network_.state_dict().items()},
+                            "fingerprint": _fingerprint(X), "params": self._pretrain_params()}
 
-        pretrain = self._trainer(self.network_, name="pretrain", epochs=self.pretrain_epochs,
-                                 lr=self.pretrain_lr, parameters=self._autoencoder_parameters())
-        history = [{"stage": "pretrain", **r} for r in pretrain.fit(data, self._pretrain_step)]
-        self._initialise_prior(X)
-        trainer = self._trainer(self.network_, name="train", patience=self.patience,
-                                optimizer_kwargs={"eps": 1e-8})
-        validate = None if val is None else (lambda: self._validation_metrics(*val))
-        history += [{"stage": "train", **r} for r in trainer.fit(
-            data, self._step, validate=validate, monitor="loss" if val is None else "val_nmi",
-            mode="min" if val is None else "max")]
-        self.history_ = history
-        self._store_prior()
-        self.labels_ = self.predict(X)
-        return self
+    def _pretrain_params(self) -> dict:
+        names = ("n_clusters", "latent_dim", "arch", "hidden", "filters", "n_blocks", "loss", "pretrain_epochs",
+                 "pretrain_lr", "batch_size", "random_state")
+        return {name: getattr(self, name) for name in names}
+
+    def _adopt_pretrained(self, other, X: np.ndarray) -> None:
+        snapshot = getattr(other, "_pretrained", None)
+        if not isinstance(other, VaDE) or snapshot is None:
+            raise ValueError("pretrained must be a VaDE fitted or pretrained in this session "
+                             "(the pretraining snapshot is not saved with the model)")
+        mismatched = [k for k, v in self._pretrain_params().items() if snapshot["params"][k] != v]
+        if mismatched:
+            raise ValueError(f"pretrained differs in pretraining parameters: {', '.join(mismatched)}")
+        if snapshot["fingerprint"] != _fingerprint(X):
+            raise ValueError("pretrained was pretrained on different data")
+        self.output_activation_ = other.output_activation_
+        self.network_ = self._build_modules(vars(self))["network_"]
+        self.network_.load_state_dict(snapshot["state"])
+        self._pretrained = snapshot
+        self._pretrain_history = [dict(r) for r in other._pretrain_history]
 
     def _autoencoder_parameters(self):
         """Parameters trained in pretraining: encoder body and mean head, decoder."""

@@ -18,6 +18,7 @@ STUDIES = {
     "gmm": "mixclust.studies.gmm",
     "nnobj": "mixclust.studies.nnobj",
     "aevae": "mixclust.studies.aevae",
+    "vade-entropy": "mixclust.studies.vade_entropy",
 }
 
 
