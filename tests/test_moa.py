@@ -122,7 +122,9 @@ def test_every_loss_trains_and_gives_finite_router_probabilities(loss):
         model = MoA(2, loss=loss, **TINY, random_state=0).fit(X)
     proba = model.predict_proba(X)
     assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(1), 1, atol=1e-5)
-    assert len(model.history_) == TINY["epochs"] and np.isfinite(model.history_[-1]["loss"])
+    stages = [r["stage"] for r in model.history_]
+    assert stages == ["pretrain"] * 3 + ["router"] * 2 + ["train"] * TINY["epochs"]
+    assert np.isfinite(model.history_[-1]["loss"])
 
 
 def test_minimax_routes_to_both_experts():
@@ -131,7 +133,7 @@ def test_minimax_routes_to_both_experts():
     rng = np.random.default_rng(0)
     a, b = rng.random(8), rng.random(8)
     X = np.concatenate([a + 0.05 * rng.normal(size=(60, 8)), b + 0.05 * rng.normal(size=(60, 8))]).astype(np.float32)
-    model = MoA(2, loss="minimax", gram="ema", **{**TINY, "epochs": 30}, random_state=0).fit(X)
+    model = MoA(2, loss="minimax", gram="ema", init="random", **{**TINY, "epochs": 30}, random_state=0).fit(X)
     sizes = metrics.soft_assignment_metrics(model.predict_proba(X))["cluster_sizes"]
     assert min(sizes) >= 10
 
@@ -145,8 +147,45 @@ def test_save_load_round_trip_and_reconstruct(tmp_path):
     assert loaded.reconstruct(X).shape == X.shape and loaded.latent(X).shape == (20, 3)
 
 
+def two_groups(seed=0, n=60, d=8):
+    rng = np.random.default_rng(seed)
+    a, b = rng.random(d), rng.random(d)
+    X = np.concatenate([a + 0.05 * rng.normal(size=(n, d)), b + 0.05 * rng.normal(size=(n, d))]).astype(np.float32)
+    return X, np.repeat([0, 1], n)
+
+
+def test_kmeans_initialisation_routes_like_kmeans_on_the_pretrained_codes():
+    X, y = two_groups()
+    model = MoA(2, **{**TINY, "epochs": 0, "pretrain_epochs": 20, "router_epochs": 20}, random_state=0).fit(X)
+    assert metrics.evaluate(y, model.init_labels_)["ari"] == 1.0
+    assert metrics.evaluate(model.init_labels_, model.labels_)["ari"] == 1.0
+    # every expert starts as the same pretrained autoencoder
+    experts = model.network_.experts
+    for p, q in zip(experts.encoders[0].parameters(), experts.encoders[1].parameters()):
+        torch.testing.assert_close(p, q)
+
+
+def test_random_initialisation_has_no_init_stages_or_labels():
+    X, _ = two_groups()
+    model = MoA(2, init="random", **TINY, random_state=0).fit(X)
+    assert [r["stage"] for r in model.history_] == ["train"] * TINY["epochs"] and not hasattr(model, "init_labels_")
+
+
+def test_reusing_an_initialisation_equals_a_fit_from_scratch():
+    X, _ = two_groups(seed=3)
+    scratch = MoA(2, loss="bound", **TINY, random_state=2).fit(X)
+    base = MoA(2, **TINY, random_state=2).initialise(X)
+    reused = MoA(2, loss="bound", **TINY, random_state=2).fit(X, initialised=base)
+    np.testing.assert_array_equal(scratch.predict_proba(X), reused.predict_proba(X))
+    np.testing.assert_array_equal(scratch.init_labels_, reused.init_labels_)
+    with pytest.raises(ValueError, match="router_epochs"):
+        MoA(2, **{**TINY, "router_epochs": 1}, random_state=2).fit(X, initialised=base)
+    with pytest.raises(ValueError, match="different data"):
+        MoA(2, **TINY, random_state=2).fit(X[::-1] * 0.5, initialised=base)
+
+
 @pytest.mark.parametrize("kwargs, fragment", [({"loss": "hinton"}, "loss 'hinton'"), ({"gram": "full"}, "gram"),
-                                              ({"n_clusters": 100}, "larger than")])
+                                              ({"n_clusters": 100}, "larger than"), ({"init": "pca"}, "init")])
 def test_bad_parameters(kwargs, fragment):
     X = np.random.default_rng(0).random((20, 4)).astype(np.float32)
     with pytest.raises(ValueError, match=fragment):

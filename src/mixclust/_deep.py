@@ -20,6 +20,12 @@ ARCHS = ("auto", "mlp", "conv")
 INFERENCE_BATCH = 2048
 
 
+def data_fingerprint(X: np.ndarray) -> tuple:
+    """Cheap identity of a data set (shape and two sums) to check a warm start used the same data."""
+    flat = X.reshape(-1)
+    return tuple(X.shape), float(flat.sum(dtype=np.float64)), float(np.dot(flat, flat))
+
+
 def as_float_array(X, name: str = "X") -> np.ndarray:
     """X as a float32 array with a clear error for non-numeric, empty, NaN or infinite input."""
     if hasattr(X, "detach"):
@@ -99,6 +105,35 @@ class DeepEstimator(MixclustEstimator):
         if y_val.shape != (len(X_val),):
             raise ValueError(f"y_val must have shape ({len(X_val)},), got {y_val.shape}")
         return X_val, y_val
+
+    # -- warm starts: reuse a costly first stage across fits that differ only later --------------------
+    #: Parameters a warm start must share with the model it came from (subclasses list theirs).
+    _warm_start_params: tuple[str, ...] = ()
+
+    def _keep_warm_start(self, X: np.ndarray, **extra) -> None:
+        """Remember ``network_`` as it is now (in memory only, never saved) for ``fit(<warm start>=self)``."""
+        self._warm_start = {"state": {k: v.detach().clone() for k, v in self.network_.state_dict().items()},
+                            "fingerprint": data_fingerprint(X),
+                            "params": {k: getattr(self, k) for k in self._warm_start_params}, **extra}
+
+    def _adopt_warm_start(self, other, X: np.ndarray, argument: str) -> dict:
+        """Check that ``other`` may warm-start this fit on X, load its network and return its record."""
+        record = getattr(other, "_warm_start", None)
+        if not isinstance(other, type(self)) or record is None:
+            raise ValueError(f"{argument} must be a {type(self).__name__} fitted in this session "
+                             f"(the warm-start state is not saved with the model)")
+        mismatched = [k for k in self._warm_start_params if record["params"][k] != getattr(self, k)]
+        if mismatched:
+            raise ValueError(f"{argument} differs in parameters its first stage depends on: {', '.join(mismatched)}")
+        if record["fingerprint"] != data_fingerprint(X):
+            raise ValueError(f"{argument} was fitted on different data")
+        for key, value in record.items():
+            if key.endswith("_"):
+                setattr(self, key, value)
+        self.network_ = self._build_modules(vars(self))["network_"]
+        self.network_.load_state_dict(record["state"])
+        self._warm_start = record
+        return record
 
     def _seed(self) -> int:
         seed = 0 if self.random_state is None else int(self.random_state)

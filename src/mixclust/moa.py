@@ -34,6 +34,8 @@ import warnings
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
@@ -48,6 +50,7 @@ from .autoencoder import _check_hidden
 LOSSES = ("blend", "competitive", "minimax", "bound", "frobenius_bound", "switch")
 GRAMS = ("batch", "ema")
 EXPERT_PATHS = ("auto", "loop", "vmap")
+INITS = ("kmeans", "random")
 # Condition number of G above which an expert is considered dead (warned once per fit).
 SINGULAR_CONDITION = 1e8
 
@@ -212,14 +215,20 @@ class MoA(DeepEstimator):
     """
 
     _demo_params = {"epochs": 30, "batch_size": 64, "arch": "mlp", "hidden": (64,), "latent_dim": 8}
+    _warm_start_params = ("n_clusters", "init", "pretrain_epochs", "router_epochs", "arch", "latent_dim",
+                          "filters", "n_blocks", "hidden", "router_filters", "router_hidden", "batch_size", "lr",
+                          "random_state")
 
     def __init__(self, n_clusters=2, *, loss="minimax", gram="batch", ridge=1e-4, ema_momentum=0.9,
-                 competitive_scale=1.0, switch_weight=0.01, arch="auto", latent_dim=10, filters=8, n_blocks=3,
-                 hidden=(256, 64), router_filters=8, router_hidden=(64,), experts_path="auto", epochs=10,
-                 batch_size=256, lr=1e-3, clip_norm=None, patience=None, checkpoint_dir=None, random_state=0,
-                 device="auto", verbose=0):
+                 competitive_scale=1.0, switch_weight=0.01, init="kmeans", pretrain_epochs=3, router_epochs=2,
+                 arch="auto", latent_dim=10, filters=8, n_blocks=3, hidden=(256, 64), router_filters=8,
+                 router_hidden=(64,), experts_path="auto", epochs=10, batch_size=256, lr=1e-3, clip_norm=None,
+                 patience=None, checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         self.n_clusters = n_clusters
         self.loss = loss
+        self.init = init
+        self.pretrain_epochs = pretrain_epochs
+        self.router_epochs = router_epochs
         self.gram = gram
         self.ridge = ridge
         self.ema_momentum = ema_momentum
@@ -257,6 +266,9 @@ class MoA(DeepEstimator):
             raise ValueError(f"ema_momentum must be < 1, got {self.ema_momentum}")
         check_float(self.competitive_scale, "competitive_scale", 0.0, strict=True)
         check_float(self.switch_weight, "switch_weight", 0.0)
+        check_option(self.init, "init", INITS)
+        check_int(self.pretrain_epochs, "pretrain_epochs", 0)
+        check_int(self.router_epochs, "router_epochs", 0)
         check_int(self.latent_dim, "latent_dim", 1)
         _check_hidden(self.hidden)
         _check_hidden(self.router_hidden)
@@ -276,26 +288,93 @@ class MoA(DeepEstimator):
         return {"network_": MoANetwork(Experts(experts, self._path()), router).to(self._device())}
 
     # -- training -----------------------------------------------------------------------------------
-    def fit(self, X, y=None, validation_data=None):
-        """Train experts and router jointly; ``validation_data=(X_val, y_val)`` adds ``val_nmi``."""
+    def fit(self, X, y=None, validation_data=None, initialised=None):
+        """Initialise (``init``), then train experts and router jointly on ``loss``.
+
+        ``validation_data=(X_val, y_val)`` adds ``val_nmi`` to ``history_`` (labels never enter a loss).
+        ``initialised``: a MoA fitted (or only :meth:`initialise`-d) in this session on the same X with the
+        same architecture and initialisation parameters; its initial state is reused and the
+        initialisation skipped. The result equals a fit from scratch with the same ``random_state``, so a
+        comparison of losses starts every loss from the same experts and router.
+        """
         X = self._validate_input(X, reset=True)
         self._check_parameters(len(X))
-        if not (X.min() >= 0.0 and X.max() <= 1.0) and self.arch_ == "conv":
-            raise ValueError("convolutional experts end in a sigmoid: scale images to [0, 1]")
         val = self._validation_pair(validation_data)
+        data = self._to_device(X)
+        if initialised is None:
+            self._initialise(X, data)
+        else:
+            record = self._adopt_warm_start(initialised, X, "initialised")
+            self._init_history = [dict(r) for r in record["history"]]
         self._seed()
-        self.network_ = self._build_modules(vars(self))["network_"]
-        mnn.xavier_init(self.network_)
         self._ema_gram = None
         self._singular_warned = False
         trainer = self._trainer(self.network_, name="moa", patience=self.patience)
         validate = None if val is None else (lambda: {"val_nmi": metrics.external_metrics(
             val[1], self._proba(val[0]).argmax(1))["nmi"]})
-        self.history_ = trainer.fit(self._to_device(X), self._step, validate=validate,
-                                    monitor="loss" if val is None else "val_nmi",
-                                    mode="min" if val is None else "max")
+        history = trainer.fit(data, self._step, validate=validate, monitor="loss" if val is None else "val_nmi",
+                              mode="min" if val is None else "max")
+        self.history_ = [*self._init_history, *({"stage": "train", **r} for r in history)]
         self.labels_ = self.predict(X)
         return self
+
+    def initialise(self, X):
+        """Build the network and run the initialisation only; pass the result as ``initialised=`` to fit."""
+        X = self._validate_input(X, reset=True)
+        self._check_parameters(len(X))
+        self._initialise(X, self._to_device(X))
+        return self
+
+    def _initialise(self, X: np.ndarray, data: torch.Tensor) -> None:
+        r"""``init="random"``: Xavier weights, nothing else (the source's start: a near-uniform router).
+
+        ``init="kmeans"``: (1) pretrain expert 0 as a plain autoencoder (reconstruction only) for
+        ``pretrain_epochs`` and copy it into every expert; (2) K-means (M clusters) on its latent codes,
+        kept as ``init_labels_``; (3) train the router for ``router_epochs`` on the cross-entropy to those
+        labels. Every loss then starts from confident, balanced routing, where
+        :math:`G = P^\top P / n` is well conditioned (from a uniform router G is near-singular and the
+        minimax weights cancel, see the study).
+        """
+        if not (X.min() >= 0.0 and X.max() <= 1.0) and self.arch_ == "conv":
+            raise ValueError("convolutional experts end in a sigmoid: scale images to [0, 1]")
+        self._seed()
+        self.network_ = self._build_modules(vars(self))["network_"]
+        mnn.xavier_init(self.network_)
+        self._init_history = []
+        vars(self).pop("init_labels_", None)
+        if self.init == "kmeans":
+            self._kmeans_initialisation(X, data)
+        labels = {"init_labels_": self.init_labels_} if self.init == "kmeans" else {}
+        self._keep_warm_start(X, history=list(self._init_history), **labels)
+
+    def _kmeans_initialisation(self, X: np.ndarray, data: torch.Tensor) -> None:
+        experts = self.network_.experts
+        first = nn.ModuleDict({"encoder": experts.encoders[0], "decoder": experts.decoders[0]})
+
+        def reconstruction(batch):
+            (x,) = batch
+            x_hat = first["decoder"](first["encoder"](x))
+            return {"loss": ((x_hat - x) ** 2).flatten(1).sum(1).mean()}
+
+        history = self._trainer(first, name="pretrain", epochs=self.pretrain_epochs).fit(data, reconstruction)
+        for encoder, decoder in zip(experts.encoders[1:], experts.decoders[1:]):
+            encoder.load_state_dict(experts.encoders[0].state_dict())
+            decoder.load_state_dict(experts.decoders[0].state_dict())
+        first.eval()
+        codes = self._cat(self._batched(first["encoder"], X)).astype(np.float64)
+        kmeans = KMeans(self.n_clusters, n_init=10, random_state=self._seed_value()).fit(codes)
+        self.init_labels_ = kmeans.labels_.astype(np.int64)
+        targets = torch.as_tensor(self.init_labels_, device=data.device)
+        router = self.network_.router
+
+        def cross_entropy(batch):
+            x, target = batch
+            return {"loss": F.nll_loss(torch.log(router(x) + 1e-12), target)}
+
+        router_history = self._trainer(router, name="router", epochs=self.router_epochs).fit((data, targets),
+                                                                                            cross_entropy)
+        self._init_history = ([{"stage": "pretrain", **r} for r in history]
+                              + [{"stage": "router", **r} for r in router_history])
 
     def _gram(self, P: torch.Tensor) -> torch.Tensor:
         G = gram_matrix(P)
@@ -314,6 +393,7 @@ class MoA(DeepEstimator):
         (x,) = batch
         x_hats, _, P = self.network_(x)
         E = expert_errors(x, x_hats)
+        extra = {}
         if self.loss == "blend":
             loss = blend_loss(x, x_hats, P)
         elif self.loss == "switch":
@@ -324,8 +404,15 @@ class MoA(DeepEstimator):
             G = self._gram(P)
             fn = {"minimax": minimax_loss, "bound": bound_loss, "frobenius_bound": frobenius_bound_loss}[self.loss]
             loss = fn(E, P, self.ridge, G)
+            if self.loss != "minimax":
+                # How the trained bound relates to the exact loss on this batch (epoch means in history_:
+                # bound_below_exact is the fraction of batches where the "bound" was not an upper bound).
+                with torch.no_grad():
+                    exact = minimax_loss(E, P, self.ridge, G)
+                extra = {"exact_minimax": exact, "bound_below_exact": (loss.detach() < exact).float(),
+                         "bound_over_exact": loss.detach() / exact.clamp_min(1e-12)}
         chosen = E.gather(1, P.argmax(1, keepdim=True)).mean()
-        return {"loss": loss, "mse_chosen": chosen.detach()}
+        return {"loss": loss, "mse_chosen": chosen.detach(), **extra}
 
     # -- inference ----------------------------------------------------------------------------------
     def _proba(self, X: np.ndarray) -> np.ndarray:

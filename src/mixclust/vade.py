@@ -105,12 +105,6 @@ def laplace_weights(counts, alpha: float = 1.0) -> np.ndarray:
     return (counts + alpha) / (counts.sum() + alpha * len(counts))
 
 
-def _fingerprint(X: np.ndarray) -> tuple:
-    """Cheap identity of a data set: shape and two float64 sums."""
-    flat = X.reshape(-1)
-    return tuple(X.shape), float(flat.sum(dtype=np.float64)), float(np.dot(flat, flat))
-
-
 # ------------------------------------------------------------------------------------------------
 # The network
 # ------------------------------------------------------------------------------------------------
@@ -171,6 +165,8 @@ class VaDE(DeepEstimator):
 
     _demo_params = {"hidden": (256, 128), "latent_dim": 8, "pretrain_epochs": 40, "epochs": 40,
                     "batch_size": 64, "arch": "mlp"}
+    _warm_start_params = ("n_clusters", "latent_dim", "arch", "hidden", "filters", "n_blocks", "loss",
+                          "pretrain_epochs", "pretrain_lr", "batch_size", "random_state")
 
     def __init__(self, n_clusters=10, *, latent_dim=10, beta=1.0, eta=0.0, temperature=1.0, kl="vade",
                  assign="posterior", arch="auto", hidden=mnn.MLP_HIDDEN, filters=8, n_blocks=3, loss="mse",
@@ -245,7 +241,7 @@ class VaDE(DeepEstimator):
         if pretrained is None:
             self._pretrain(X, data)
         else:
-            self._adopt_pretrained(pretrained, X)
+            self._pretrain_history = self._adopt_warm_start(pretrained, X, "pretrained")["history"]
         self._seed()
         self._initialise_prior(X)
         trainer = self._trainer(self.network_, name="train", patience=self.patience,
@@ -281,30 +277,7 @@ class VaDE(DeepEstimator):
         trainer = self._trainer(self.network_, name="pretrain", epochs=self.pretrain_epochs,
                                 lr=self.pretrain_lr, parameters=self._autoencoder_parameters())
         self._pretrain_history = trainer.fit(data, self._pretrain_step)
-        # In memory only (not saved): the state right after stage (1), for fit(pretrained=...).
-        self._pretrained = {"state": {k: v.detach().clone() for k, v in self.network_.state_dict().items()},
-                            "fingerprint": _fingerprint(X), "params": self._pretrain_params()}
-
-    def _pretrain_params(self) -> dict:
-        names = ("n_clusters", "latent_dim", "arch", "hidden", "filters", "n_blocks", "loss", "pretrain_epochs",
-                 "pretrain_lr", "batch_size", "random_state")
-        return {name: getattr(self, name) for name in names}
-
-    def _adopt_pretrained(self, other, X: np.ndarray) -> None:
-        snapshot = getattr(other, "_pretrained", None)
-        if not isinstance(other, VaDE) or snapshot is None:
-            raise ValueError("pretrained must be a VaDE fitted or pretrained in this session "
-                             "(the pretraining snapshot is not saved with the model)")
-        mismatched = [k for k, v in self._pretrain_params().items() if snapshot["params"][k] != v]
-        if mismatched:
-            raise ValueError(f"pretrained differs in pretraining parameters: {', '.join(mismatched)}")
-        if snapshot["fingerprint"] != _fingerprint(X):
-            raise ValueError("pretrained was pretrained on different data")
-        self.output_activation_ = other.output_activation_
-        self.network_ = self._build_modules(vars(self))["network_"]
-        self.network_.load_state_dict(snapshot["state"])
-        self._pretrained = snapshot
-        self._pretrain_history = [dict(r) for r in other._pretrain_history]
+        self._keep_warm_start(X, output_activation_=self.output_activation_, history=self._pretrain_history)
 
     def _autoencoder_parameters(self):
         """Parameters trained in pretraining: encoder body and mean head, decoder."""

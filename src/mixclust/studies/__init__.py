@@ -8,6 +8,8 @@ study only adds a module and a line to ``STUDIES``.
 from __future__ import annotations
 
 import importlib
+import os
+import pickle
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +21,7 @@ STUDIES = {
     "nnobj": "mixclust.studies.nnobj",
     "aevae": "mixclust.studies.aevae",
     "vade-entropy": "mixclust.studies.vade_entropy",
+    "moa": "mixclust.studies.moa",
 }
 
 
@@ -38,6 +41,33 @@ def threads(n: int):
             yield
     finally:
         torch.set_num_threads(previous)
+
+
+class RunCache:
+    """Finished runs of a study by key, rewritten atomically after each one, so an interrupted study
+    resumes where it stopped (``path=None``: in memory only)."""
+
+    def __init__(self, path=None):
+        self.path = None if path is None else Path(path)
+        self.runs: dict = {}
+        if self.path is not None and self.path.exists():
+            with open(self.path, "rb") as handle:
+                self.runs = pickle.load(handle)
+
+    def __contains__(self, key) -> bool:
+        return key in self.runs
+
+    def __getitem__(self, key):
+        return self.runs[key]
+
+    def put(self, key, value) -> None:
+        self.runs[key] = value
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(tmp, "wb") as handle:
+                pickle.dump(self.runs, handle)
+            os.replace(tmp, self.path)
 
 
 def describe() -> dict[str, str]:

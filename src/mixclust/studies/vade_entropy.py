@@ -17,8 +17,6 @@ figures and writes README.md.
 
 from __future__ import annotations
 
-import os
-import pickle
 import time
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from sklearn.manifold import TSNE
 from .. import datasets, metrics, plotting
 from ..reports import Report, atomic_write_text, markdown_table, mean_std
 from ..vade import VaDE
+from . import RunCache
 from . import threads as study_threads
 
 DESCRIPTION = ("VaDE with entropy-regularised assignments on MNIST: the published eta sweep for three "
@@ -48,7 +47,7 @@ OBJECTIVE_NAMES = {"a": "(a) approx KL + head (as published)", "b": "(b) VaDE KL
 SOURCE = {"latent_dim": 10, "temperature": 0.3, "beta": 20.0, "arch": "mlp", "loss": "mse", "pretrain_epochs": 5,
           "pretrain_lr": 1e-3, "lr": 1e-4, "batch_size": 256, "clip_norm": 5.0, "epochs": 15, "patience": 5}
 
-FULL = {"n_train": None, "n_test": None, "n_val": 5000, "seeds": 3, "etas": ETAS, "epochs": 6,
+FULL = {"n_train": None, "n_test": None, "n_val": 5000, "seeds": 3, "etas": ETAS, "epochs": 3,
         "pretrain_epochs": 5, "hidden": None, "defaults": ("mnist", "fashion_mnist"), "default_params": {},
         "n_tsne": 3000, "threads": 1}
 QUICK = {"n_train": 1200, "n_test": 400, "n_val": 300, "seeds": 2, "etas": (0.0, 1.0), "epochs": 2,
@@ -74,8 +73,11 @@ def _load(name, quick, data_dir, n_train, n_test, seed):
     if n_test is not None and n_test < len(Xte):
         keep = np.sort(rng.choice(len(Xte), n_test, replace=False))
         Xte, yte = Xte[keep], yte[keep]
-    flat = (lambda A: A.reshape(len(A), -1).astype(np.float32))
-    return name, flat(Xtr), ytr, flat(Xte), yte
+    return name, _flat(Xtr), ytr, _flat(Xte), yte
+
+
+def _flat(A) -> np.ndarray:
+    return A.reshape(len(A), -1).astype(np.float32)
 
 
 def _validation_subset(X, y, n, seed):
@@ -93,26 +95,7 @@ def _scores(model, X, y) -> dict:
             "n_used_clusters": int(len(np.unique(proba.argmax(1))))}
 
 
-class _Cache:
-    """Finished runs by key, rewritten atomically after each one (an interrupted study resumes)."""
-
-    def __init__(self, path):
-        self.path = None if path is None else Path(path)
-        self.runs = {}
-        if self.path is not None and self.path.exists():
-            with open(self.path, "rb") as handle:
-                self.runs = pickle.load(handle)
-
-    def put(self, key, value):
-        self.runs[key] = value
-        if self.path is not None:
-            tmp = self.path.with_suffix(".tmp")
-            with open(tmp, "wb") as handle:
-                pickle.dump(self.runs, handle)
-            os.replace(tmp, self.path)
-
-
-def eta_sweep(cfg, seed, data_dir, quick, cache: _Cache, log) -> dict:
+def eta_sweep(cfg, seed, data_dir, quick, cache: RunCache, log) -> dict:
     name, Xtr, ytr, Xte, yte = _load("mnist", quick, data_dir, cfg["n_train"], cfg["n_test"], seed)
     Xval, yval = _validation_subset(Xtr, ytr, cfg["n_val"], seed)
     params = {**SOURCE, "epochs": cfg["epochs"], "pretrain_epochs": cfg["pretrain_epochs"]}
@@ -166,7 +149,7 @@ def _side(n_features) -> int:
     return side if side * side == n_features else 0
 
 
-def defaults_run(cfg, seed, data_dir, quick, cache: _Cache, log) -> list:
+def defaults_run(cfg, seed, data_dir, quick, cache: RunCache, log) -> list:
     rows = []
     for data in cfg["defaults"]:
         key = ("defaults", data, seed)
@@ -188,7 +171,7 @@ def defaults_run(cfg, seed, data_dir, quick, cache: _Cache, log) -> list:
 
 def compute(quick=False, seed=0, data_dir=None, cache=None, log=print) -> dict:
     cfg = QUICK if quick else FULL
-    store = _Cache(cache)
+    store = RunCache(cache)
     with study_threads(cfg["threads"]):
         start = time.perf_counter()
         sweep = eta_sweep(cfg, seed, data_dir, quick, store, log)
