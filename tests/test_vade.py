@@ -163,3 +163,17 @@ def test_pretrained_must_match_data_and_pretraining_parameters():
         VaDE(3, **TINY, random_state=1).fit(X + 1.0, pretrained=base)
     with pytest.raises(ValueError, match="not saved"):
         VaDE(3, **TINY, random_state=1).fit(X, pretrained=VaDE(3))
+
+
+def test_latent_map_and_prototype_figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    X, _ = blobs(seed=5)
+    model = VaDE(3, **TINY, random_state=0).fit(X)
+    Y = model.latent_map(X, method="tsne")
+    assert Y.shape == (len(X), 2) and np.all(np.isfinite(Y))
+    ax = model.plot_prototypes()
+    assert ax.get_title().startswith("prototypes")
+    with pytest.raises(ValueError, match="method"):
+        model.latent_map(X, method="pca")

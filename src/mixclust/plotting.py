@@ -1,13 +1,14 @@
-"""Figures shared by studies, the demo and users (matplotlib, headless Agg backend)."""
+"""Figures shared by studies, the demo and users (matplotlib).
+
+The backend is matplotlib's choice (Agg on a machine without a display), so figures also show inline in
+notebooks; ``import mixclust`` does not import this module.
+"""
 
 from __future__ import annotations
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.patches import Ellipse  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.patches import Ellipse
 
 CMAP = "tab10"
 
@@ -153,3 +154,29 @@ def label_map(ax, Y, labels, title: str = "", names=None, s: float = 3, legend: 
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+EMBEDDINGS = ("auto", "tsne", "umap")
+
+
+def embed_2d(Z, method: str = "auto", random_state: int = 0) -> np.ndarray:
+    """2-D map of points Z (n, d): t-SNE (scikit-learn), or UMAP when ``umap-learn`` is installed.
+
+    ``method="auto"`` uses UMAP if it can be imported, else t-SNE; ``"umap"`` without the package is a
+    clear error naming the extra to install.
+    """
+    if method not in EMBEDDINGS:
+        raise ValueError(f"unknown method {method!r}; expected one of {', '.join(map(repr, EMBEDDINGS))}")
+    Z = np.asarray(Z, dtype=np.float64)
+    if method in ("auto", "umap"):
+        try:
+            import umap
+        except ImportError:
+            if method == "umap":
+                raise ImportError("method='umap' needs umap-learn: pip install 'mixclust[umap]'") from None
+        else:
+            return umap.UMAP(n_components=2, random_state=random_state).fit_transform(Z)
+    from sklearn.manifold import TSNE
+
+    perplexity = min(30.0, max(2.0, (len(Z) - 1) / 3))
+    return TSNE(2, init="pca", perplexity=perplexity, random_state=random_state).fit_transform(Z)

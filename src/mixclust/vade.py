@@ -374,6 +374,31 @@ class VaDE(DeepEstimator):
         with torch.no_grad():
             return self.network_.decoder(self.network_.prior_mu).cpu().numpy()
 
+    def plot_prototypes(self, ax=None):
+        """Figure of the prototypes as an image grid (image input) or a heat map (tabular); returns the axes."""
+        import matplotlib.pyplot as plt
+
+        from . import plotting
+
+        protos = self.prototypes()
+        if ax is None:
+            _, ax = plt.subplots(figsize=(max(4, 0.9 * len(protos)), 1.8))
+        if protos.ndim == 4:
+            plotting.image_grid(ax, np.clip(protos, 0, 1), 1, titles=range(len(protos)))
+        else:
+            ax.imshow(protos, aspect="auto", cmap="viridis")
+            ax.set_ylabel("cluster")
+            ax.set_xlabel("feature")
+        ax.set_title("prototypes decoder(mu_k)", fontsize=9)
+        return ax
+
+    def latent_map(self, X, method: str = "auto") -> np.ndarray:
+        """2-D map (n, 2) of the latent means of X: t-SNE, or UMAP when installed (``method``); plot it with
+        ``mixclust.plotting.label_map(ax, Y, model.predict(X))``."""
+        from .plotting import embed_2d
+
+        return embed_2d(self.transform(X), method, self._seed_value())
+
     def inverse_transform(self, Z) -> np.ndarray:
         """Decode latent vectors (n, latent_dim)."""
         check_is_fitted(self, "network_")
