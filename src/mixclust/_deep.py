@@ -63,6 +63,13 @@ class DeepEstimator(MixclustEstimator):
             check_int(self.patience, "patience", 1)
         resolve_device(self.device)
 
+    def _check_n_clusters(self, n_samples: int, name: str = "n_clusters") -> int:
+        """The number of clusters: a positive int no larger than the number of samples."""
+        K = check_int(getattr(self, name), name, 1)
+        if n_samples < K:
+            raise ValueError(f"{name}={K} is larger than the number of samples ({n_samples})")
+        return K
+
     def _validate_input(self, X, reset: bool, min_samples: int = 2) -> np.ndarray:
         """Check X and, at fit (``reset``), record the sample shape; later calls must match it."""
         X = as_float_array(X)

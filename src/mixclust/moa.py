@@ -254,9 +254,7 @@ class MoA(DeepEstimator):
 
     def _check_parameters(self, n_samples: int) -> None:
         self._check_training_parameters()
-        M = check_int(self.n_clusters, "n_clusters", 1)
-        if n_samples < M:
-            raise ValueError(f"n_clusters={M} is larger than the number of samples ({n_samples})")
+        self._check_n_clusters(n_samples)
         check_option(self.loss, "loss", LOSSES)
         check_option(self.gram, "gram", GRAMS)
         check_option(self.experts_path, "experts_path", EXPERT_PATHS)

@@ -199,9 +199,7 @@ class VaDE(DeepEstimator):
     # -- validation and networks --------------------------------------------------------------------
     def _check_parameters(self, n_samples: int) -> None:
         self._check_training_parameters()
-        K = check_int(self.n_clusters, "n_clusters", 1)
-        if n_samples < K:
-            raise ValueError(f"n_clusters={K} is larger than the number of samples ({n_samples})")
+        self._check_n_clusters(n_samples)
         check_int(self.latent_dim, "latent_dim", 1)
         check_float(self.beta, "beta", 0.0)
         check_float(self.eta, "eta", 0.0)

@@ -70,6 +70,18 @@ class RunCache:
             os.replace(tmp, self.path)
 
 
+def run_cached(compute, write_report, out_dir, quick: bool, seed: int, data_dir, cache) -> tuple[Path, dict]:
+    """The common ``run`` of the studies with a run cache: compute (resuming from ``cache``, by default
+    ``out_dir/.runs.pkl`` for a full study), write the report, return its path and the results."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if cache is None and not quick:
+        cache = out_dir / ".runs.pkl"
+    results = compute(quick=quick, seed=seed, data_dir=data_dir, cache=cache,
+                      log=(lambda *a: None) if quick else (lambda *a: print(*a, flush=True)))
+    return write_report(results, out_dir), results
+
+
 def describe() -> dict[str, str]:
     """Name -> one-line description of every study."""
     return {name: importlib.import_module(path).DESCRIPTION for name, path in STUDIES.items()}

@@ -24,7 +24,7 @@ import numpy as np
 from .. import datasets, metrics, plotting
 from ..moa import LOSSES, MoA, SingularGramWarning
 from ..reports import Report, atomic_write_text, markdown_table, mean_std
-from . import RunCache
+from . import RunCache, run_cached
 from . import threads as study_threads
 
 DESCRIPTION = ("MoA+ (mixture of conv autoencoder experts, minimax loss) vs blend/competitive/switch/bounds on "
@@ -40,7 +40,7 @@ MODEL = {"filters": 8, "n_blocks": 3, "latent_dim": 10, "router_filters": 8, "ba
 
 #: Training epochs, seeds and variants per (data, M): what the CPU budget of one core affords (an MNIST epoch
 #: of 70,000 images takes about 40 s per expert pair on one thread; M = 10 about 5x that).
-FULL = {"n_mnist": None, "n_audio": None, "data": ("mnist", "fsdd"), "model": {}, "n_show": 12, "threads": 1,
+FULL = {"n_mnist": None, "n_audio": None, "data": ("fsdd", "mnist"), "model": {}, "n_show": 12, "threads": 1,
         "epochs": {("mnist", 2): 2, ("mnist", 10): 1, ("fsdd", 2): 5, ("fsdd", 10): 5},
         "seeds": {("mnist", 2): 3, ("mnist", 10): 1, ("fsdd", 2): 3, ("fsdd", 10): 1},
         "ema_losses": {2: ("minimax", "bound"), 10: ("minimax",)},
@@ -325,14 +325,8 @@ def run(out_dir, quick: bool = False, seed: int = 0, data_dir=None, cache=None) 
     ``cache``: a pickle of finished runs (default ``out_dir/.runs.pkl`` for the full study) so an interrupted
     study resumes; the report is rewritten from it.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if cache is None and not quick:
-        cache = out_dir / ".runs.pkl"
-    results = compute(quick=quick, seed=seed, data_dir=data_dir, cache=cache,
-                      log=(lambda *a: None) if quick else (lambda *a: print(*a, flush=True)))
-    path = write_report(results, out_dir)
-    atomic_write_text(out_dir / "results.md", markdown_table(
+    path, results = run_cached(compute, write_report, out_dir, quick, seed, data_dir, cache)
+    atomic_write_text(Path(out_dir) / "results.md", markdown_table(
         [{k: v for k, v in r.items() if k in ("data", "M", "seed", "loss", "gram", "init", "nmi", "ari", "acc", "mse",
                                               "init_nmi", "seconds")} for r in results["runs"]], floatfmt=".4f"))
     return path

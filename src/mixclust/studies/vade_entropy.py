@@ -27,7 +27,7 @@ from sklearn.manifold import TSNE
 from .. import datasets, metrics, plotting
 from ..reports import Report, atomic_write_text, markdown_table, mean_std
 from ..vade import VaDE
-from . import RunCache
+from . import RunCache, run_cached
 from . import threads as study_threads
 
 DESCRIPTION = ("VaDE with entropy-regularised assignments on MNIST: the published eta sweep for three "
@@ -383,13 +383,7 @@ def run(out_dir, quick: bool = False, seed: int = 0, data_dir=None, cache=None) 
     ``cache``: a pickle of finished runs (default ``out_dir/.runs.pkl`` for the full study), so an interrupted
     study resumes; the report is rewritten from it.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if cache is None and not quick:
-        cache = out_dir / ".runs.pkl"
-    results = compute(quick=quick, seed=seed, data_dir=data_dir, cache=cache,
-                      log=(lambda *a: None) if quick else (lambda *a: print(*a, flush=True)))
-    path = write_report(results, out_dir)
-    atomic_write_text(out_dir / "results.md", markdown_table(
+    path, results = run_cached(compute, write_report, out_dir, quick, seed, data_dir, cache)
+    atomic_write_text(Path(out_dir) / "results.md", markdown_table(
         [{k: v for k, v in r.items() if k != "history"} for r in results["sweep"]["runs"]], floatfmt=".4f"))
     return path
