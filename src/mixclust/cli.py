@@ -11,6 +11,11 @@
 
 Errors reach the user as one line on stderr and exit status 1 (2 for usage
 errors), never as a traceback; ``MIXCLUST_DEBUG=1`` shows the traceback.
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) ``main`` joins the process group from the
+environment first, so ``torchrun --nproc_per_node 2 -m mixclust fit ...`` fits across
+the processes (see ``docs/distributed.md``); rank 0 alone writes the output folder and
+prints, the other ranks wait for it at a barrier.
 """
 
 from __future__ import annotations
@@ -77,8 +82,8 @@ def write_labels(path: Path, labels) -> None:
 
 
 def cmd_fit(args) -> int:
+    from . import distributed
     from ._registry import get_model
-    from .reports import atomic_write_text
 
     cls = get_model(args.model)
     if not cls._clusterer:
@@ -99,6 +104,20 @@ def cmd_fit(args) -> int:
     start = time.perf_counter()
     model.fit(X)
     seconds = time.perf_counter() - start
+    if not distributed.is_main_process():
+        distributed.barrier()  # rank 0 writes the output; wait so no rank exits before it is complete
+        return 0
+    world = distributed.world_size()
+    with distributed.local_only():
+        _write_fit_output(args, model, X, y, params, seconds, world)
+    distributed.barrier()
+    return 0
+
+
+def _write_fit_output(args, model, X, y, params: dict, seconds: float, world: int = 1) -> None:
+    """``labels.csv``, ``metrics.json`` and the model in ``args.out`` (rank 0 only when distributed)."""
+    from .reports import atomic_write_text
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result = {"model": args.model, "data": str(args.data), "n_samples": int(len(X)),
@@ -107,8 +126,8 @@ def cmd_fit(args) -> int:
     write_labels(out / "labels.csv", model.labels_)
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, default=str) + "\n")
     model.save(out / "model")
-    _print_summary(result["metrics"], f"fitted {args.model} on {args.data} in {seconds:.2f} s -> {out}")
-    return 0
+    ranks = "" if world == 1 else f" on {world} processes"
+    _print_summary(result["metrics"], f"fitted {args.model} on {args.data}{ranks} in {seconds:.2f} s -> {out}")
 
 
 def _print_summary(metrics: dict, headline: str) -> None:
@@ -231,10 +250,20 @@ def _study_names():
     return sorted(STUDIES)
 
 
+def _launched_by_torchrun() -> bool:
+    """True when the environment describes a group of several processes (torchrun sets WORLD_SIZE)."""
+    return os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    joined = False
     try:
+        if _launched_by_torchrun():
+            from . import distributed
+
+            joined = distributed.init_from_env(getattr(args, "device", "auto"))
         return args.func(args)
     except KeyboardInterrupt:
         print("mixclust: interrupted", file=sys.stderr)
@@ -245,6 +274,11 @@ def main(argv=None) -> int:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"mixclust: error: {message}", file=sys.stderr)
         return 1
+    finally:
+        if joined:
+            from . import distributed
+
+            distributed.shutdown()
 
 
 if __name__ == "__main__":  # pragma: no cover

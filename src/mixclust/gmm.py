@@ -55,6 +55,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import distributed
 from ._base import MixclustEstimator, check_float, check_int, check_option, resolve_device
 from ._progress import progress
 from ._registry import register
@@ -205,26 +206,72 @@ def _n_parameters(n_components: int, n_features: int, covariance_type: str) -> i
     return int(cov + n_components * n_features + n_components - 1)
 
 
+class _Rows:
+    """Rows of the data, centred on ``shift`` and cast to ``dtype``, handed out as torch chunks.
+
+    ``X`` is a torch tensor (already centred, used as it is) or a 2-D numpy array
+    of which the rows ``rows`` are used (all of them by default; one rank's shard
+    when fitting across processes). An in-memory array is converted once; a
+    memory-mapped one (``np.load(path, mmap_mode="r")``, ``np.memmap``) with
+    ``stream=True`` is read and converted chunk by chunk on every pass, so only one
+    chunk of it is ever held as float64 (out of core). Elementwise, both give the
+    same values, x - shift rounded to ``dtype``.
+    """
+
+    def __init__(self, X, shift=None, dtype=None, rows: range | None = None, stream: bool = False):
+        rows = range(X.shape[0]) if rows is None else rows
+        self.n, self.d = len(rows), X.shape[1]
+        if torch.is_tensor(X):
+            self._tensor, self.dtype, self.device = X[rows.start:rows.stop], X.dtype, X.device
+            return
+        self._array, self._rows, self._shift, self.dtype, self.device = X, rows, shift, dtype, shift.device
+        self._tensor = None if stream else self._convert(rows.start, rows.stop)
+
+    def _convert(self, start: int, stop: int) -> torch.Tensor:
+        block = np.asarray(self._array[start:stop], dtype=np.float64)
+        if not block.flags.writeable:  # a read-only map: torch wants a writable buffer, copy the chunk
+            block = block.copy()
+        return (torch.as_tensor(block, device=self.device) - self._shift).to(self.dtype)
+
+    def chunks(self, size: int):
+        """Yield (offset of the chunk within these rows, chunk of at most ``size`` rows)."""
+        for start in range(0, self.n, size):
+            stop = min(start + size, self.n)
+            if self._tensor is not None:
+                yield start, self._tensor[start:stop]
+            else:
+                yield start, self._convert(self._rows.start + start, self._rows.start + stop)
+
+
 class _FeatureChunks:
-    """The feature matrix F of the (centred) data, iterable chunk by chunk, any number of times.
+    """The feature matrix F of the (centred) rows (a :class:`_Rows` or a tensor), iterable chunk by chunk.
 
     With ``cache`` (during fit) the chunks are built once and kept between EM
     iterations if they take at most ``FEATURE_CACHE_BYTES``; otherwise each pass
     rebuilds them, so memory stays bounded by one chunk whatever n is.
     """
 
-    def __init__(self, X: torch.Tensor, covariance_type: str, chunk: int, cache: bool):
-        self.X, self.covariance_type, self.chunk = X, covariance_type, chunk
-        n, d = X.shape
-        size = n * (_n_quadratic(d, covariance_type) + d + 1) * X.element_size()
+    def __init__(self, rows: _Rows | torch.Tensor, covariance_type: str, chunk: int, cache: bool):
+        rows = rows if isinstance(rows, _Rows) else _Rows(rows)
+        self.rows, self.covariance_type, self.chunk = rows, covariance_type, chunk
+        itemsize = torch.finfo(rows.dtype).bits // 8
+        size = rows.n * (_n_quadratic(rows.d, covariance_type) + rows.d + 1) * itemsize
         self._cached = list(self._build()) if cache and size <= FEATURE_CACHE_BYTES else None
 
     def _build(self):
-        for start in range(0, self.X.shape[0], self.chunk):
-            yield start, _features(self.X[start:start + self.chunk], self.covariance_type)
+        for start, X in self.rows.chunks(self.chunk):
+            yield start, _features(X, self.covariance_type)
 
     def __iter__(self):
         return iter(self._cached) if self._cached is not None else self._build()
+
+
+def _column_mean(X: np.ndarray, chunk: int) -> np.ndarray:
+    """Float64 mean of the columns of X, summed chunk by chunk (a memory-mapped X is never copied whole)."""
+    total = np.zeros(X.shape[1], dtype=np.float64)
+    for start in range(0, X.shape[0], chunk):
+        total += np.asarray(X[start:start + chunk], dtype=np.float64).sum(axis=0)
+    return total / X.shape[0]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -371,10 +418,12 @@ class GaussianMixture(MixclustEstimator):
         return max(256, int(4e6 // (n_features_total * itemsize)))
 
     # -- passes over the data -------------------------------------------------------------------
-    def _feature_chunks(self, X: torch.Tensor, cache: bool = False) -> _FeatureChunks:
-        n, d = X.shape
-        chunk = self._chunk(_n_quadratic(d, self.covariance_type) + d + 1, X.dtype)
-        return _FeatureChunks(X, self.covariance_type, chunk, cache)
+    def _feature_chunks(self, rows: _Rows, cache: bool = False) -> _FeatureChunks:
+        return _FeatureChunks(rows, self.covariance_type, self._row_chunk(rows.d, rows.dtype), cache)
+
+    def _row_chunk(self, n_features: int, dtype: torch.dtype) -> int:
+        """Rows per chunk for data with ``n_features`` columns (its features take about 4 MB)."""
+        return self._chunk(_n_quadratic(n_features, self.covariance_type) + n_features + 1, dtype)
 
     def _chunks(self, X, W: torch.Tensor, features=None):
         """Yield (F, log pi_k + log N(x | k)) for row chunks of the centred data, the latter as (K, chunk).
@@ -383,22 +432,31 @@ class GaussianMixture(MixclustEstimator):
         only K columns (0.031 s vs 0.069 s per pass at n = 100,000), and reductions over K then
         run over contiguous memory (argmax/exp over a transposed view were measured 3-5x slower).
         """
-        W_t = W.to(X.dtype).T.contiguous()
-        for _, F in self._feature_chunks(X) if features is None else features:
+        features = self._feature_chunks(_Rows(X)) if features is None else features
+        W_t = W.to(features.rows.dtype).T.contiguous()
+        for _, F in features:
             yield F, W_t @ F.T
 
-    def _e_pass(self, X, W, features):
-        """One pass over the data: mean log-likelihood and the sufficient statistics Gamma^T F (float64)."""
-        stats = torch.zeros(W.shape[1], W.shape[0], dtype=torch.float64, device=X.device)
-        log_lik = torch.zeros((), dtype=torch.float64, device=X.device)
-        for F, weighted in self._chunks(X, W, features):
+    def _e_pass(self, W, features: _FeatureChunks, n_samples: int):
+        r"""One pass over the data: mean log-likelihood and the sufficient statistics Gamma^T F (float64).
+
+        Across processes each rank passes over its own rows; the statistics and the
+        log-likelihood sum are then added over the ranks in one all-reduce, so every
+        rank holds the statistics of all :math:`n` rows and runs the same M-step.
+        """
+        K, m = W.shape[1], W.shape[0]
+        # One buffer, so a distributed fit needs a single all-reduce per EM iteration.
+        buffer = torch.zeros(K * m + 1, dtype=torch.float64, device=W.device)
+        stats, log_lik = buffer[:-1].view(K, m), buffer[-1]
+        for F, weighted in self._chunks(None, W, features):
             # log-sum-exp written out so the exponentials are computed once and reused for gamma.
             peak = weighted.amax(dim=0)
             exp = torch.exp(weighted - peak)
             total = exp.sum(dim=0)
             log_lik += (peak + torch.log(total)).sum(dtype=torch.float64)
             stats += (exp.div_(total) @ F).to(torch.float64)
-        mean_log_lik = float(log_lik) / X.shape[0]
+        distributed.all_reduce_sum(buffer)
+        mean_log_lik = float(log_lik) / n_samples
         if not math.isfinite(mean_log_lik):
             raise ValueError("the log-likelihood is not finite; the data may have extreme values "
                              "(scale them) or reg_covar is too small")
@@ -409,6 +467,9 @@ class GaussianMixture(MixclustEstimator):
         """Initial responsibilities exactly as scikit-learn draws them (same random stream)."""
         n, K = X.shape[0], self.n_components
         resp = np.zeros((n, K), dtype=np.float64)
+        if self.init_params in ("kmeans", "k-means++"):
+            # The only initialisations that read the data; scikit-learn needs them in float64 memory.
+            X = np.asarray(X, dtype=np.float64)
         if self.init_params == "kmeans":
             labels = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(X).labels_
             resp[np.arange(n), labels] = 1
@@ -422,20 +483,33 @@ class GaussianMixture(MixclustEstimator):
             resp[indices, np.arange(K)] = 1
         return resp
 
-    def _initial_parameters(self, X_np, X, features, shift, random_state, triu):
-        resp = torch.as_tensor(self._initial_responsibilities(X_np, random_state), device=X.device)
-        stats, total = 0.0, 0.0
-        # Always float64, even when dtype is float32: seed-point starts are single samples, whose
-        # covariance (second moment minus outer product) float32 features cannot resolve.
-        X64 = torch.as_tensor(X_np, device=X.device) - shift
-        for start, _ in features:
-            F = _features(X64[start:start + _.shape[0]], self.covariance_type)
-            stats = stats + resp[start:start + F.shape[0]].T @ F
-            total = total + F.sum(dim=0)
-        n_quad = _n_quadratic(X.shape[1], self.covariance_type)
-        weights, means, covariances = _m_step(stats, X.shape[1], self.covariance_type, self.reg_covar, triu,
-                                              total_quad=total[:n_quad])
-        as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=X.device)  # noqa: E731
+    def _given_parameters(self) -> bool:
+        """True when weights, means and precisions are all given: the data play no part in the start."""
+        return all(p is not None for p in (self.weights_init, self.means_init, self.precisions_init))
+
+    def _initial_parameters(self, X_np, shift, random_state, triu):
+        """Weights, means and precision Cholesky factors to start EM from (centred coordinates, float64).
+
+        The M-step of the initial responsibilities, over *all* rows, streamed in float64
+        chunks (also when dtype is float32: seed-point starts are single samples, whose
+        covariance, second moment minus outer product, float32 features cannot resolve).
+        """
+        device, d = shift.device, X_np.shape[1]
+        as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=device)  # noqa: E731
+        if self._given_parameters():
+            weights = as_t(self.weights_init)
+            means, covariances = as_t(self.means_init) - shift, None
+        else:
+            resp = torch.as_tensor(self._initial_responsibilities(X_np, random_state), device=device)
+            stats, total = 0.0, 0.0
+            rows = _Rows(X_np, shift, torch.float64, stream=True)
+            for start, X64 in rows.chunks(self._row_chunk(d, torch.float64)):
+                F = _features(X64, self.covariance_type)
+                stats = stats + resp[start:start + F.shape[0]].T @ F
+                total = total + F.sum(dim=0)
+            n_quad = _n_quadratic(d, self.covariance_type)
+            weights, means, covariances = _m_step(stats, d, self.covariance_type, self.reg_covar, triu,
+                                                  total_quad=total[:n_quad])
         if self.weights_init is not None:
             weights = as_t(self.weights_init)
         if self.means_init is not None:
@@ -448,29 +522,81 @@ class GaussianMixture(MixclustEstimator):
             precisions_cholesky = as_t(self.precisions_init).sqrt()
         return weights, means, precisions_cholesky
 
+    def _agreed_initial_parameters(self, X_np, shift, random_state, triu):
+        """The initial parameters, computed on rank 0 from all the data and broadcast to every rank.
+
+        Every rank then starts EM from exactly the parameters a single process would
+        (same random stream, same data), which is what makes the distributed fit
+        equal to the single-process one. A failure on rank 0 (e.g. an ill-defined
+        covariance) is raised on every rank instead of leaving the others waiting.
+        """
+        if not distributed.is_distributed():
+            return self._initial_parameters(X_np, shift, random_state, triu)
+        params, error = None, None
+        if distributed.is_main_process():
+            try:
+                params = self._initial_parameters(X_np, shift, random_state, triu)
+            except ValueError as exc:
+                error = exc
+        if not distributed.agree(error is None):
+            raise error or ValueError("the initialisation failed on rank 0 (see its error)")
+        if params is None:
+            K, d = self.n_components, X_np.shape[1]
+            shape = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[self.covariance_type]
+            params = tuple(torch.empty(s, dtype=torch.float64, device=shift.device)
+                           for s in ((K,), (K, d), shape))
+        return tuple(distributed.broadcast(p.contiguous()) for p in params)
+
     # -- fit ------------------------------------------------------------------------------------
     def fit(self, X, y=None):
-        """Estimate the parameters with EM (``n_init`` initialisations, the best kept)."""
+        """Estimate the parameters with EM (``n_init`` initialisations, the best kept).
+
+        ``X`` may be memory-mapped (``np.load(path, mmap_mode="r")``): it is then read
+        in row chunks on every EM pass and never copied whole (see ``fit_predict``).
+        """
         self.fit_predict(X, y)
         return self
 
     def fit_predict(self, X, y=None):
-        """Fit and return the component of each training sample."""
+        """Fit and return the component of each training sample.
+
+        **Out of core.** A memory-mapped ``X`` is streamed: its column mean, the
+        initial statistics and every EM pass read it chunk by chunk, so memory holds
+        one chunk plus the feature cache (at most ``FEATURE_CACHE_BYTES``), not X.
+        The "kmeans" and "k-means++" initialisations run scikit-learn on the whole
+        array (a float64 memmap is read in place, a float32 one is copied to float64);
+        give ``weights_init``, ``means_init`` and ``precisions_init`` or use
+        ``init_params="random_from_data"`` to keep the start out of core as well.
+
+        **Across processes** (``torch.distributed`` initialised with more than one
+        rank, e.g. under ``torchrun``; see :mod:`mixclust.distributed`): every rank
+        calls ``fit`` with the same full ``X`` (a memmap costs nothing to open on each
+        rank); each rank runs the E-step on its contiguous shard of rows
+        (``distributed.shard(n)``), the sufficient statistics and log-likelihood are
+        all-reduced every iteration, and the initialisation is computed on rank 0 and
+        broadcast. Every rank ends with identical parameters, equal to a single-process
+        fit up to the order of floating-point sums (1e-10 relative on the
+        log-likelihood in float64), and the full ``labels_``.
+        """
+        streamed = isinstance(X, np.memmap)
         X_np = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         n_samples, n_features = X_np.shape
         self._check_parameters(n_samples, n_features)
         device, dtype = self._setup()
-        X_np = X_np.astype(np.float64, copy=False)
-        shift = torch.as_tensor(X_np.mean(axis=0), device=device)
-        X = (torch.as_tensor(X_np, device=device) - shift).to(dtype)
+        if streamed:
+            shift = torch.as_tensor(_column_mean(X_np, self._row_chunk(n_features, torch.float64)), device=device)
+        else:
+            X_np = X_np.astype(np.float64, copy=False)
+            shift = torch.as_tensor(X_np.mean(axis=0), device=device)
         triu = torch.triu_indices(n_features, n_features, device=device)
         random_state = check_random_state(self.random_state)
-        features = self._feature_chunks(X, cache=True)
+        rows = distributed.shard(n_samples)
+        features = self._feature_chunks(_Rows(X_np, shift, dtype, rows, stream=streamed), cache=True)
 
         best = None
         for init in range(self.n_init):
-            params = self._initial_parameters(X_np, X, features, shift, random_state, triu)
-            result = self._em(X, features, params, triu, init)
+            params = self._agreed_initial_parameters(X_np, shift, random_state, triu)
+            result = self._em(features, n_samples, params, triu, init)
             if best is None or result["log_likelihood"] > best["log_likelihood"]:
                 best = result
         if best["collapsed"]:
@@ -487,24 +613,36 @@ class GaussianMixture(MixclustEstimator):
         self.lower_bound_ = best["log_likelihood"]
         self.log_likelihood_history_ = best["history"]
         # Labels of the final parameters, in one more E-step (argmax in every EM pass cost ~15%).
-        self.labels_ = torch.cat([w.argmax(dim=0) for _, w in self._chunks(X, best["W"], features)]).cpu().numpy()
+        self.labels_ = self._labels(best["W"], features, rows, n_samples)
         return self.labels_
 
-    def _em(self, X, features, params, triu, init: int) -> dict:
+    def _labels(self, W, features: _FeatureChunks, rows: range, n_samples: int) -> np.ndarray:
+        """Most probable component of every row; across processes each rank labels its shard and
+        the shards are summed into one zero-initialised vector, so every rank gets all labels."""
+        parts = [w.argmax(dim=0) for _, w in self._chunks(None, W, features)]
+        local = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64, device=W.device)
+        if not distributed.is_distributed():
+            return local.cpu().numpy()
+        labels = torch.zeros(n_samples, dtype=torch.int64, device=local.device)
+        labels[rows.start:rows.stop] = local
+        return distributed.all_reduce_sum(labels).cpu().numpy()
+
+    def _em(self, features, n_samples: int, params, triu, init: int) -> dict:
         """EM from ``params``; each pass does the E-step and gathers the next M-step's statistics."""
         weights, means, precisions_cholesky = params
+        n_features = means.shape[1]
         W = _natural_parameters(weights, means, precisions_cholesky, self.covariance_type, triu)
-        log_lik, stats = self._e_pass(X, W, features)
+        log_lik, stats = self._e_pass(W, features, n_samples)
         history, converged, collapsed = [], False, set()
-        bar = progress(range(self.max_iter), enabled=self.verbose > 0, desc=f"EM init {init + 1}/{self.n_init}",
-                       unit="it")
+        bar = progress(range(self.max_iter), enabled=self.verbose > 0 and distributed.is_main_process(),
+                       desc=f"EM init {init + 1}/{self.n_init}", unit="it")
         for _ in bar:
-            weights, means, covariances = _m_step(stats, X.shape[1], self.covariance_type, self.reg_covar, triu)
+            weights, means, covariances = _m_step(stats, n_features, self.covariance_type, self.reg_covar, triu)
             precisions_cholesky = _compute_precision_cholesky(covariances, self.covariance_type)
-            collapsed.update((weights * X.shape[0] < 1.0).nonzero().flatten().tolist())
+            collapsed.update((weights * n_samples < 1.0).nonzero().flatten().tolist())
             W = _natural_parameters(weights, means, precisions_cholesky, self.covariance_type, triu)
             previous = log_lik
-            log_lik, stats = self._e_pass(X, W, features)
+            log_lik, stats = self._e_pass(W, features, n_samples)
             history.append(log_lik)
             bar.set_postfix(loglik=f"{log_lik:.6f}")
             if abs(log_lik - previous) < self.tol:

@@ -40,7 +40,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-from . import metrics
+from . import distributed, metrics
 from . import nn as mnn
 from ._base import check_float, check_int, check_option
 from ._deep import DeepEstimator
@@ -98,28 +98,47 @@ def minimax_weights(P: torch.Tensor, ridge: float = 0.0, G: torch.Tensor | None 
     return torch.linalg.solve(_regularised(G, ridge), P.T).T
 
 
+def cross_errors(E: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    r"""Per-sample :math:`B = E^\top P / n` (M x M): :math:`B_{kl} = \frac1n \sum_i e_{ik} p_{il}`."""
+    return E.T @ P / P.shape[0]
+
+
+def minimax_from_statistics(G: torch.Tensor, B: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:
+    r""":math:`\lvert \operatorname{tr}((G + \epsilon I)^{-1} B) \rvert` through a linear solve (any M)."""
+    return torch.linalg.solve(_regularised(G, ridge), B).diagonal().sum().abs()
+
+
+def bound_from_statistics(G: torch.Tensor, B: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:
+    r""":math:`\sqrt{\sum_k \lambda_k^{-2}}\,\lVert \operatorname{diag} B \rVert_2`, the source's bound
+    (:math:`\operatorname{diag} B = (\frac1n\sum_i p_{ik} e_{ik})_k`)."""
+    eigenvalues = torch.linalg.eigvalsh(_regularised(G, ridge))
+    return torch.sqrt((eigenvalues ** -2).sum()) * torch.linalg.vector_norm(B.diagonal())
+
+
+def frobenius_bound_from_statistics(G: torch.Tensor, B: torch.Tensor, ridge: float = 0.0) -> torch.Tensor:
+    r""":math:`\lVert (G + \epsilon I)^{-1} \rVert_F \lVert B \rVert_F`."""
+    return torch.linalg.matrix_norm(torch.linalg.inv(_regularised(G, ridge))) * torch.linalg.matrix_norm(B)
+
+
 def minimax_loss(E, P, ridge: float = 0.0, G: torch.Tensor | None = None) -> torch.Tensor:
     r"""Exact MoA+ loss :math:`\lvert \operatorname{tr}(G^{-1} E^\top P) \rvert` with per-sample G and
     :math:`E^\top P`: equals :math:`\lvert \frac1n \sum_{ik} a_{ik} e_{ik} \rvert`."""
-    G = gram_matrix(P) if G is None else G
-    B = E.T @ P / P.shape[0]
-    return torch.linalg.solve(_regularised(G, ridge), B).diagonal().sum().abs()
+    return minimax_from_statistics(gram_matrix(P) if G is None else G, cross_errors(E, P), ridge)
 
 
 def bound_loss(E, P, ridge: float = 0.0, G: torch.Tensor | None = None) -> torch.Tensor:
     r"""The source's bound :math:`\sqrt{\sum_k \lambda_k^{-2}}\,\sqrt{\sum_k (\sum_i p_{ik} e_{ik})^2}`."""
-    G = gram_matrix(P) if G is None else G
-    eigenvalues = torch.linalg.eigvalsh(_regularised(G, ridge))
-    weighted = (P * E).sum(0) / P.shape[0]
-    return torch.sqrt((eigenvalues ** -2).sum()) * torch.sqrt((weighted**2).sum())
+    return bound_from_statistics(gram_matrix(P) if G is None else G, cross_errors(E, P), ridge)
 
 
 def frobenius_bound_loss(E, P, ridge: float = 0.0, G: torch.Tensor | None = None) -> torch.Tensor:
-    r""":math:`\lVert G^{-1} \rVert_F \lVert E^\top P \rVert_F \ge \lvert\operatorname{tr}(G^{-1}E^\top P)\rvert`
+    r""":math:`\lVert G^{-1} \rVert_F \lVert E^\top P\rVert_F \ge \lvert\operatorname{tr}(G^{-1}E^\top P)\rvert`
     for every M (Cauchy-Schwarz)."""
-    G = gram_matrix(P) if G is None else G
-    inverse = torch.linalg.inv(_regularised(G, ridge))
-    return torch.linalg.matrix_norm(inverse) * torch.linalg.matrix_norm(E.T @ P / P.shape[0])
+    return frobenius_bound_from_statistics(gram_matrix(P) if G is None else G, cross_errors(E, P), ridge)
+
+
+GRAM_LOSSES = {"minimax": minimax_from_statistics, "bound": bound_from_statistics,
+               "frobenius_bound": frobenius_bound_from_statistics}
 
 
 def switch_balance_loss(P) -> torch.Tensor:
@@ -374,8 +393,17 @@ class MoA(DeepEstimator):
         self._init_history = ([{"stage": "pretrain", **r} for r in history]
                               + [{"stage": "router", **r} for r in router_history])
 
-    def _gram(self, P: torch.Tensor) -> torch.Tensor:
-        G = gram_matrix(P)
+    def _statistics(self, E: torch.Tensor, P: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        r"""Per-sample :math:`G = P^\top P / n` and :math:`B = E^\top P / n` of the batch.
+
+        Under ``torch.distributed`` both are summed over the ranks' parts of the global batch (a
+        differentiable all-reduce), so every rank uses the global matrices. With ``gram="ema"`` G is
+        the running average over batches, the current batch entering with its gradient.
+        """
+        sums = distributed.all_reduce_sum(torch.cat([(P.T @ P).flatten(), (E.T @ P).flatten(),
+                                                     P.new_tensor([float(len(P))])]))
+        M = P.shape[1]
+        G, B = (sums[:M * M] / sums[-1]).view(M, M), (sums[M * M:2 * M * M] / sums[-1]).view(M, M)
         if self.gram == "ema":
             if self._ema_gram is not None:
                 G = self.ema_momentum * self._ema_gram + (1 - self.ema_momentum) * G
@@ -385,7 +413,7 @@ class MoA(DeepEstimator):
             warnings.warn(f"G = P^T P is near-singular (an expert receives almost no routing mass); "
                           f"the ridge {self.ridge} keeps the minimax loss finite", SingularGramWarning,
                           stacklevel=2)
-        return G
+        return G, B
 
     def _step(self, batch) -> dict:
         (x,) = batch
@@ -399,14 +427,13 @@ class MoA(DeepEstimator):
         elif self.loss == "competitive":
             loss = competitive_loss(x, x_hats, P, self.competitive_scale)
         else:
-            G = self._gram(P)
-            fn = {"minimax": minimax_loss, "bound": bound_loss, "frobenius_bound": frobenius_bound_loss}[self.loss]
-            loss = fn(E, P, self.ridge, G)
+            G, B = self._statistics(E, P)
+            loss = GRAM_LOSSES[self.loss](G, B, self.ridge)
             if self.loss != "minimax":
                 # How the trained bound relates to the exact loss on this batch (epoch means in history_:
                 # bound_below_exact is the fraction of batches where the "bound" was not an upper bound).
                 with torch.no_grad():
-                    exact = minimax_loss(E, P, self.ridge, G)
+                    exact = minimax_from_statistics(G, B, self.ridge)
                 extra = {"exact_minimax": exact, "bound_below_exact": (loss.detach() < exact).float(),
                          "bound_over_exact": loss.detach() / exact.clamp_min(1e-12)}
         chosen = E.gather(1, P.argmax(1, keepdim=True)).mean()

@@ -20,7 +20,21 @@ function; the trainer owns everything else:
 Why not Lightning Fabric: the loop needs device placement, seeding and atomic
 checkpoints, which take a few dozen lines of plain torch here, while Fabric would
 add a large dependency tree to a library whose only hard dependency is torch.
-Data-parallel training (issue 9) plugs in through ``torch.distributed`` directly.
+
+**Data-parallel** (issue 9): when a ``torch.distributed`` group of several processes
+is initialised (e.g. under ``torchrun``, see :mod:`mixclust.distributed`), every rank
+passes the same full ``data``; each epoch's seeded permutation is the same on every
+rank and each global batch of ``batch_size`` rows is split into contiguous, disjoint
+per-rank parts. The step runs inside ``DistributedDataParallel``, which averages the
+gradients over the ranks; each rank's loss is scaled by ``W * b_r / B`` (W ranks,
+b_r of the batch's B rows on this rank) so the averaged gradient is exactly the
+gradient of the global batch's mean loss, as in one process with the same
+``batch_size``. A batch with fewer rows than ranks is processed whole on every
+rank. The epoch's loss terms are summed over the ranks, so ``history`` is the same
+on every rank (and equal to one process's up to rounding). Rank 0 alone writes the
+checkpoint, the others wait at a barrier; the checkpoint holds the plain module's
+state (no DDP prefix) and nothing that depends on the number of ranks, so a run can
+resume on a different number of processes.
 """
 
 from __future__ import annotations
@@ -35,6 +49,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import distributed
 from ._io import atomic_save, safe_torch_load
 from ._progress import progress
 
@@ -91,8 +106,12 @@ class Trainer:
         }
 
     def _save(self, finished: bool = False) -> None:
-        if self.checkpoint is not None:
+        """Rank 0 writes the checkpoint; every rank waits until it is complete."""
+        if self.checkpoint is None:
+            return
+        if distributed.is_main_process():
             atomic_save(self._state(finished), self.checkpoint)
+        distributed.barrier()
 
     def _resume(self) -> bool:
         """Load the checkpoint if there is one; returns whether training had already finished."""
@@ -128,8 +147,9 @@ class Trainer:
             return self.history
         n_batches = math.ceil(n / self.batch_size)
         start_epoch = len(self.history)
-        bar = progress(None, enabled=self.verbose > 0, total=n_batches * (self.epochs - start_epoch),
-                       desc=self.name, unit="batch")
+        parallel = self._data_parallel(step)
+        bar = progress(None, enabled=self.verbose > 0 and distributed.is_main_process(),
+                       total=n_batches * (self.epochs - start_epoch), desc=self.name, unit="batch")
         for epoch in range(start_epoch, self.epochs):
             started = time.perf_counter()
             self.module.train()
@@ -137,13 +157,13 @@ class Trainer:
             order = order.to(data[0].device)
             sums: dict[str, float] = {}
             for b in range(n_batches):
-                index = order[b * self.batch_size:(b + 1) * self.batch_size]
-                terms = self._step(step, tuple(t[index] for t in data), epoch, b)
+                index, scale, weight = self._local_batch(order[b * self.batch_size:(b + 1) * self.batch_size])
+                terms = self._step(parallel, step, tuple(t[index] for t in data), epoch, b, scale)
                 for key, value in terms.items():
-                    sums[key] = sums.get(key, 0.0) + value * len(index)
+                    sums[key] = sums.get(key, 0.0) + value * weight
                 bar.update(1)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{terms['loss']:.4g}")
-            record = {"epoch": epoch + 1, **{k: v / n for k, v in sums.items()}}
+            record = {"epoch": epoch + 1, **{k: v / n for k, v in self._global_sums(sums).items()}}
             if validate is not None:
                 self.module.eval()
                 with torch.no_grad():
@@ -160,15 +180,63 @@ class Trainer:
         self._restore_best()
         return self.history
 
-    def _step(self, step, batch, epoch: int, index: int) -> dict[str, float]:
+    # -- data parallelism -------------------------------------------------------------------------
+    def _data_parallel(self, step):
+        """The module wrapped in DistributedDataParallel when distributed, else None.
+
+        DDP's gradient hooks only fire for a forward pass made through the wrapper, and
+        the models' steps call their sub-networks directly; so DDP wraps a small module
+        whose ``forward`` *is* the step. ``find_unused_parameters`` lets a stage train
+        only part of the module (e.g. VaDE's pretraining). DDP broadcasts rank 0's
+        parameters and buffers at construction, so all ranks start identical.
+        """
+        if not distributed.is_distributed():
+            return None
+        params = [p for p in self.module.parameters() if p.requires_grad]
+        device_ids = [params[0].device.index] if params and params[0].device.type == "cuda" else None
+        return nn.parallel.DistributedDataParallel(_StepModule(self.module, step), device_ids=device_ids,
+                                                   find_unused_parameters=True)
+
+    @staticmethod
+    def _local_batch(batch: torch.Tensor):
+        """This rank's rows of a global batch, the loss scale and the weight of its terms in the epoch sums.
+
+        Rank r takes the contiguous part ``distributed.shard(B)`` and scales its loss by
+        W b_r / B, so DDP's average over ranks is the global batch's mean gradient. A batch
+        with fewer rows than ranks is processed whole on every rank (scale 1; only rank 0's
+        terms are counted).
+        """
+        world = distributed.world_size()
+        if world == 1:
+            return batch, 1.0, len(batch)
+        if len(batch) < world:
+            return batch, 1.0, len(batch) if distributed.is_main_process() else 0
+        part = distributed.shard(len(batch))
+        return batch[part.start:part.stop], world * len(part) / len(batch), len(part)
+
+    @staticmethod
+    def _global_sums(sums: dict[str, float]) -> dict[str, float]:
+        """The epoch's weighted sums of loss terms added over the ranks (one all-reduce per epoch)."""
+        if not distributed.is_distributed():
+            return sums
+        keys = sorted(sums)
+        total = distributed.all_reduce_sum(torch.tensor([sums[k] for k in keys], dtype=torch.float64,
+                                                        device=distributed._collective_device()))
+        return dict(zip(keys, total.tolist()))
+
+    def _step(self, parallel, step, batch, epoch: int, index: int, scale: float = 1.0) -> dict[str, float]:
         self.optimizer.zero_grad(set_to_none=True)
-        terms = step(batch)
+        terms = step(batch) if parallel is None else parallel(batch)
         loss = terms["loss"]
-        if not torch.isfinite(loss):
+        # Agreed over the ranks, so a non-finite loss on one rank stops all of them (none is left waiting).
+        if not distributed.agree(bool(torch.isfinite(loss))):
+            where = "" if distributed.world_size() == 1 else f" on some rank (rank {distributed.rank()}'s loss: " \
+                f"{loss.item()})"
+            value = loss.item() if not where else "non-finite"
             raise FloatingPointError(
-                f"{self.name}: the loss became {loss.item()} at epoch {epoch + 1}, batch {index + 1}; "
+                f"{self.name}: the loss became {value}{where} at epoch {epoch + 1}, batch {index + 1}; "
                 "lower the learning rate or set clip_norm")
-        loss.backward()
+        (loss * scale if scale != 1.0 else loss).backward()
         if self.clip_norm is not None:
             nn.utils.clip_grad_norm_(self.module.parameters(), self.clip_norm)
         self.optimizer.step()
@@ -195,3 +263,15 @@ class Trainer:
         if self._best["state"]:
             self.module.load_state_dict(self._best["state"])
         self.module.eval()
+
+
+class _StepModule(nn.Module):
+    """``forward(batch) = step(batch)``: lets DistributedDataParallel see the step as the forward pass."""
+
+    def __init__(self, module: nn.Module, step: Callable[[tuple], dict] | None = None):
+        super().__init__()
+        self.module = module
+        self.step = step
+
+    def forward(self, batch):
+        return self.step(batch)

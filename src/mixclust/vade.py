@@ -170,7 +170,7 @@ class VaDE(DeepEstimator):
 
     def __init__(self, n_clusters=10, *, latent_dim=10, beta=1.0, eta=0.0, temperature=1.0, kl="vade",
                  assign="posterior", arch="auto", hidden=mnn.MLP_HIDDEN, filters=8, n_blocks=3, loss="mse",
-                 pretrain_epochs=10, pretrain_lr=1e-3, epochs=30, batch_size=256, lr=1e-3, clip_norm=5.0,
+                 pretrain_epochs=30, pretrain_lr=1e-3, epochs=20, batch_size=256, lr=1e-3, clip_norm=5.0,
                  patience=None, checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         self.n_clusters = n_clusters
         self.latent_dim = latent_dim

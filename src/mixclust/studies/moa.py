@@ -56,7 +56,7 @@ def _load(name, quick, data_dir, n, seed):
     kwargs = {"download": False} if quick else {}
     try:
         X, y = datasets.load(name, split="all", data_dir=data_dir, **kwargs)
-    except (FileNotFoundError, OSError):
+    except datasets.DataNotFoundError:
         if not quick:
             raise
         name, (X, y) = "digits", datasets.load("digits")

@@ -47,7 +47,7 @@ OBJECTIVE_NAMES = {"a": "(a) approx KL + head (as published)", "b": "(b) VaDE KL
 SOURCE = {"latent_dim": 10, "temperature": 0.3, "beta": 20.0, "arch": "mlp", "loss": "mse", "pretrain_epochs": 5,
           "pretrain_lr": 1e-3, "lr": 1e-4, "batch_size": 256, "clip_norm": 5.0, "epochs": 15, "patience": 5}
 
-FULL = {"n_train": None, "n_test": None, "n_val": 5000, "seeds": 3, "etas": ETAS, "epochs": 3,
+FULL = {"n_train": None, "n_test": None, "n_val": 5000, "seeds": 2, "etas": ETAS, "epochs": 3,
         "pretrain_epochs": 5, "hidden": None, "defaults": ("mnist", "fashion_mnist"), "default_params": {},
         "n_tsne": 3000, "threads": 1}
 QUICK = {"n_train": 1200, "n_test": 400, "n_val": 300, "seeds": 2, "etas": (0.0, 1.0), "epochs": 2,
@@ -61,7 +61,7 @@ def _load(name, quick, data_dir, n_train, n_test, seed):
     try:
         Xtr, ytr = datasets.load(name, split="train", data_dir=data_dir, **kwargs)
         Xte, yte = datasets.load(name, split="test", data_dir=data_dir, **kwargs)
-    except (FileNotFoundError, OSError):
+    except datasets.DataNotFoundError:
         if not quick:
             raise
         X, y = datasets.load("digits")
