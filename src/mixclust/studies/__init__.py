@@ -13,6 +13,7 @@ import pickle
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
@@ -41,6 +42,18 @@ def threads(n: int):
             yield
     finally:
         torch.set_num_threads(previous)
+
+
+def subsample(X, y, n, seed):
+    """A sorted random subset of ``n`` rows of X and y (all of them when ``n`` is None or not smaller).
+
+    ``seed`` is an int or a ``numpy.random.Generator`` (drawn from in place, so one generator can serve
+    several draws in a row).
+    """
+    if n is None or n >= len(X):
+        return X, y
+    idx = np.sort(np.random.default_rng(seed).choice(len(X), n, replace=False))
+    return X[idx], y[idx]
 
 
 class RunCache:

@@ -30,6 +30,7 @@ from sklearn.tree import DecisionTreeClassifier
 from .. import datasets, metrics, plotting
 from ..autoencoder import VAE, AEClustering, AutoEncoder, add_gaussian_noise
 from ..reports import Report, markdown_table
+from . import subsample
 from . import threads as study_threads
 
 DESCRIPTION = ("Autoencoder vs variational autoencoder on MNIST (reconstruction, denoising, latent decision "
@@ -55,13 +56,6 @@ FULL = {"n_train": None, "n_test": None, "conv_epochs": 10, "conv_batch": 128, "
 QUICK = {"n_train": 2000, "n_test": 500, "conv_epochs": 6, "conv_batch": 16, "lr": 3e-4, "wide_epochs": 0,
          "wide_filters": 32, "mlp_epochs": 5, "mlp_batch": 64, "mlp_lr": 1e-3, "n_cluster": 2000, "n_tsne": 300,
          "noise": NOISE_LEVELS_QUICK, "n_grid": 10, "vae_mse": False}
-
-
-def _subsample(X, y, n, seed):
-    if n is None or n >= len(X):
-        return X, y
-    idx = np.sort(np.random.default_rng(seed).choice(len(X), n, replace=False))
-    return X[idx], y[idx]
 
 
 def _load_images(name, quick, data_dir, split):
@@ -92,8 +86,8 @@ def compare_ae_vae(cfg, seed, data_dir, quick, log):
         X_train, y_train = datasets.load("digits", split="train")
         X_test, y_test = datasets.load("digits", split="test")
         res["dataset"] = "digits (fallback: MNIST not found)"
-    X_train, y_train = _subsample(X_train, y_train, cfg["n_train"], seed)
-    X_test, y_test = _subsample(X_test, y_test, cfg["n_test"], seed + 1)
+    X_train, y_train = subsample(X_train, y_train, cfg["n_train"], seed)
+    X_test, y_test = subsample(X_test, y_test, cfg["n_test"], seed + 1)
     res.update(n_train=len(X_train), n_test=len(X_test), image_shape=X_train.shape[1:])
     res["mean_image_mse"] = float(((X_test - X_train.mean(0)) ** 2).mean())
 
@@ -204,7 +198,7 @@ def latent_clustering(cfg, seed, data_dir, quick, part1, log):
                 continue
             X, y = datasets.load("digits", split="all")
             shown = "digits (fallback)"
-        X, y = _subsample(X, y, cfg["n_cluster"], seed + 4)
+        X, y = subsample(X, y, cfg["n_cluster"], seed + 4)
         rows, histories = [], {}
         Xf = X.reshape(len(X), -1)
         started = time.perf_counter()

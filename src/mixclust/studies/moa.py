@@ -24,7 +24,7 @@ import numpy as np
 from .. import datasets, metrics, plotting
 from ..moa import LOSSES, MoA, SingularGramWarning
 from ..reports import Report, atomic_write_text, markdown_table, mean_std
-from . import RunCache, run_cached
+from . import RunCache, run_cached, subsample
 from . import threads as study_threads
 
 DESCRIPTION = ("MoA+ (mixture of conv autoencoder experts, minimax loss) vs blend/competitive/switch/bounds on "
@@ -61,9 +61,7 @@ def _load(name, quick, data_dir, n, seed):
             raise
         name, (X, y) = "digits", datasets.load("digits")
         X = (X / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
-    if n is not None and n < len(X):
-        keep = np.sort(np.random.default_rng(seed).choice(len(X), n, replace=False))
-        X, y = X[keep], y[keep]
+    X, y = subsample(X, y, n, seed)
     return name, X.astype(np.float32), y
 
 

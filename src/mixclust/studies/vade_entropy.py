@@ -27,7 +27,7 @@ from sklearn.manifold import TSNE
 from .. import datasets, metrics, plotting
 from ..reports import Report, atomic_write_text, markdown_table, mean_std
 from ..vade import VaDE
-from . import RunCache, run_cached
+from . import RunCache, run_cached, subsample
 from . import threads as study_threads
 
 DESCRIPTION = ("VaDE with entropy-regularised assignments on MNIST: the published eta sweep for three "
@@ -66,23 +66,14 @@ def _load(name, quick, data_dir, n_train, n_test, seed):
             raise
         X, y = datasets.load("digits")
         name, Xtr, ytr, Xte, yte = "digits", X[:1400], y[:1400], X[1400:], y[1400:]
-    rng = np.random.default_rng(seed)
-    if n_train is not None and n_train < len(Xtr):
-        keep = np.sort(rng.choice(len(Xtr), n_train, replace=False))
-        Xtr, ytr = Xtr[keep], ytr[keep]
-    if n_test is not None and n_test < len(Xte):
-        keep = np.sort(rng.choice(len(Xte), n_test, replace=False))
-        Xte, yte = Xte[keep], yte[keep]
+    rng = np.random.default_rng(seed)  # one generator for both draws
+    Xtr, ytr = subsample(Xtr, ytr, n_train, rng)
+    Xte, yte = subsample(Xte, yte, n_test, rng)
     return name, _flat(Xtr), ytr, _flat(Xte), yte
 
 
 def _flat(A) -> np.ndarray:
     return A.reshape(len(A), -1).astype(np.float32)
-
-
-def _validation_subset(X, y, n, seed):
-    idx = np.sort(np.random.default_rng(seed + 1000).choice(len(X), min(n, len(X)), replace=False))
-    return X[idx], y[idx]
 
 
 def _scores(model, X, y) -> dict:
@@ -97,7 +88,7 @@ def _scores(model, X, y) -> dict:
 
 def eta_sweep(cfg, seed, data_dir, quick, cache: RunCache, log) -> dict:
     name, Xtr, ytr, Xte, yte = _load("mnist", quick, data_dir, cfg["n_train"], cfg["n_test"], seed)
-    Xval, yval = _validation_subset(Xtr, ytr, cfg["n_val"], seed)
+    Xval, yval = subsample(Xtr, ytr, cfg["n_val"], seed + 1000)
     params = {**SOURCE, "epochs": cfg["epochs"], "pretrain_epochs": cfg["pretrain_epochs"]}
     if cfg["hidden"] is not None:
         params["hidden"] = cfg["hidden"]
@@ -155,7 +146,7 @@ def defaults_run(cfg, seed, data_dir, quick, cache: RunCache, log) -> list:
         key = ("defaults", data, seed)
         if key not in cache.runs:
             name, Xtr, ytr, Xte, yte = _load(data, quick, data_dir, cfg["n_train"], cfg["n_test"], seed)
-            Xval, yval = _validation_subset(Xtr, ytr, cfg["n_val"], seed)
+            Xval, yval = subsample(Xtr, ytr, cfg["n_val"], seed + 1000)
             start = time.perf_counter()
             model = VaDE(10, random_state=seed, **cfg["default_params"]).fit(Xtr, validation_data=(Xval, yval))
             seconds = time.perf_counter() - start
