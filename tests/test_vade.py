@@ -17,6 +17,7 @@ from mixclust.vade import (
     laplace_weights,
     log_joint,
     negative_entropy,
+    scale_tril,
     vade_kl,
 )
 
@@ -69,6 +70,72 @@ def test_log_joint_is_log_weight_plus_gaussian_log_density():
     expected = [np.log(w) + torch.distributions.Normal(m, (0.5 * lv).exp()).log_prob(z[0]).sum().item()
                 for w, m, lv in zip([0.4, 0.6], mu, log_var)]
     np.testing.assert_allclose(log_joint(z, log_pi, mu, log_var)[0].numpy(), expected, rtol=1e-5)
+
+
+def _random_full_prior(seed, K=3, d=3):
+    generator = torch.Generator().manual_seed(seed)
+    draw = lambda *shape: torch.randn(*shape, generator=generator, dtype=torch.float64)  # noqa: E731
+    return draw(K, d), 0.5 * draw(K, d), 0.7 * draw(K, d, d)
+
+
+@settings(max_examples=15, deadline=None, derandomize=True)
+@given(st.integers(0, 10_000))
+def test_full_covariance_kl_and_log_density_match_torch_distributions(seed):
+    prior_mu, prior_log_var, prior_tril = _random_full_prior(seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    mu = torch.randn(4, 3, generator=generator, dtype=torch.float64)
+    log_var = 0.5 * torch.randn(4, 3, generator=generator, dtype=torch.float64)
+    L = scale_tril(prior_log_var, prior_tril)
+    assert torch.allclose(torch.diagonal(L, dim1=1, dim2=2) ** 2, prior_log_var.exp())
+    p = torch.distributions.MultivariateNormal(prior_mu, scale_tril=L)
+    q_scale = torch.diag_embed((0.5 * log_var).exp())[:, None]
+    q = torch.distributions.MultivariateNormal(mu[:, None, :], scale_tril=q_scale)
+    expected_kl = torch.distributions.kl_divergence(q, p)
+    closed = gaussian_kl_to_components(mu, log_var, prior_mu, prior_log_var, prior_tril)
+    torch.testing.assert_close(closed, expected_kl, rtol=1e-9, atol=1e-9)
+    log_pi = torch.log_softmax(torch.arange(3.0, dtype=torch.float64), 0)
+    torch.testing.assert_close(log_joint(mu, log_pi, prior_mu, prior_log_var, prior_tril),
+                               log_pi + p.log_prob(mu[:, None, :]), rtol=1e-9, atol=1e-9)
+
+
+def test_full_covariance_with_a_zero_lower_part_is_the_diagonal_prior():
+    prior_mu, prior_log_var, _ = _random_full_prior(0)
+    zero = torch.zeros(3, 3, 3, dtype=torch.float64)
+    mu, log_var = prior_mu[:2] + 0.3, prior_log_var[:2] - 0.2
+    torch.testing.assert_close(gaussian_kl_to_components(mu, log_var, prior_mu, prior_log_var, zero),
+                               gaussian_kl_to_components(mu, log_var, prior_mu, prior_log_var))
+    log_pi = torch.full((3,), -np.log(3), dtype=torch.float64)
+    torch.testing.assert_close(log_joint(mu, log_pi, prior_mu, prior_log_var, zero),
+                               log_joint(mu, log_pi, prior_mu, prior_log_var))
+
+
+def test_full_covariance_prior_starts_from_em_and_clusters_correlated_blobs():
+    rng = np.random.default_rng(0)
+    # Three elongated, rotated clusters: a diagonal Gaussian fits each one badly.
+    rotation = np.linalg.qr(rng.normal(size=(6, 6)))[0]
+    X = np.concatenate([c + (rng.normal(size=(80, 6)) * [3, 0.3, 0.3, 0.3, 0.3, 0.3]) @ rotation
+                        for c in rng.normal(size=(3, 6)) * 5]).astype(np.float32)
+    y = np.repeat(np.arange(3), 80)
+    model = VaDE(3, **{**TINY, "latent_dim": 3, "pretrain_epochs": 10, "epochs": 5}, covariance_type="full",
+                 random_state=0).fit(X)
+    assert model.covariances_.shape == (3, 3, 3)
+    assert np.all(np.linalg.eigvalsh(model.covariances_) > 0)
+    np.testing.assert_allclose(np.diagonal(model.covariances_, axis1=1, axis2=2) >= model.variances_ * (1 - 1e-6), True)
+    proba = model.predict_proba(X)
+    assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(1), 1)
+    assert metrics.evaluate(y, model.labels_)["ari"] > 0.9
+    start = VaDE(3, **{**TINY, "latent_dim": 3, "pretrain_epochs": 10, "epochs": 0}, covariance_type="full",
+                 random_state=0).fit(X)
+    from mixclust import GaussianMixture
+
+    mu = start.transform(X).astype(np.float64)
+    from sklearn.cluster import KMeans
+
+    centroids = KMeans(3, n_init=10, random_state=0).fit(mu).cluster_centers_
+    gmm = GaussianMixture(3, covariance_type="full", reg_covar=1e-4, means_init=centroids, random_state=0).fit(mu)
+    np.testing.assert_allclose(start.means_, gmm.means_, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(start.covariances_, gmm.covariances_, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(start.weights_, laplace_weights(gmm.weights_ * len(X)), rtol=1e-5)
 
 
 def test_prior_initialisation_is_laplace_smoothed_kmeans():
@@ -127,6 +194,7 @@ def test_save_load_round_trip(tmp_path):
 @pytest.mark.parametrize("kwargs, error, fragment", [
     ({"kl": "exact"}, ValueError, "kl 'exact'"),
     ({"assign": "softmax"}, ValueError, "assign 'softmax'"),
+    ({"covariance_type": "tied"}, ValueError, "covariance_type 'tied'"),
     ({"temperature": 0.0}, ValueError, "temperature"),
     ({"n_clusters": 500}, ValueError, "larger than the number of samples"),
 ])

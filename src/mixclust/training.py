@@ -40,6 +40,7 @@ resume on a different number of processes.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import math
 import time
@@ -177,6 +178,11 @@ class Trainer:
             if stop:
                 break
         bar.close()
+        if parallel is not None:
+            # DDP sits in a reference cycle; left to the cyclic collector it may be freed at interpreter exit,
+            # after the process group is gone, and gloo then aborts the process ("terminate called").
+            del parallel
+            gc.collect()
         self._restore_best()
         return self.history
 

@@ -4,7 +4,10 @@ Model. Encoder :math:`q(z, c \mid x) = q(z \mid x)\, q(c \mid x)` with
 :math:`q(z \mid x) = \mathcal N(\mu_\phi(x), \operatorname{diag} \sigma^2_\phi(x))` and
 :math:`q(c \mid x) = \operatorname{Cat}(\gamma)`; decoder :math:`p(x \mid z)` Gaussian with unit
 variance (``loss="mse"``: squared error summed over pixels) or Bernoulli (``loss="bce"``);
-learnable prior :math:`p(z) = \sum_k \pi_k \mathcal N(z \mid \mu_k, \operatorname{diag}\sigma_k^2)`.
+learnable prior :math:`p(z) = \sum_k \pi_k \mathcal N(z \mid \mu_k, \Sigma_k)` with
+:math:`\Sigma_k = \operatorname{diag}\sigma_k^2` (``covariance_type="diag"``, the original VaDE) or a full
+:math:`\Sigma_k = L_k L_k^\top`, :math:`L_k = \operatorname{diag}\sigma_k + \text{strictly lower } T_k`
+(``covariance_type="full"``).
 
 Soft assignments :math:`\gamma` (``assign``):
 
@@ -31,12 +34,16 @@ Objective, per sample, averaged over the batch:
 
 The Gaussian KL in closed form, per latent dimension:
 :math:`\operatorname{KL}(\mathcal N(m, s^2) \| \mathcal N(\mu, \sigma^2)) =
-\tfrac12 [\ln \sigma^2 - \ln s^2 + (s^2 + (m - \mu)^2)/\sigma^2 - 1]`, summed over dimensions.
+\tfrac12 [\ln \sigma^2 - \ln s^2 + (s^2 + (m - \mu)^2)/\sigma^2 - 1]`, summed over dimensions;
+with a full :math:`\Sigma_k`:
+:math:`\tfrac12 [\ln|\Sigma_k| - \sum_j \ln s_j^2 + \operatorname{tr}(\Sigma_k^{-1} \operatorname{diag} s^2)
++ \lVert L_k^{-1}(m - \mu_k) \rVert^2 - d]`.
 
 Training (SPEC §2): (1) pretrain encoder mean and decoder as a plain autoencoder (Xavier
 init); (2) K-means on :math:`\mu_\phi(x)`: :math:`\mu_k` = centroids, :math:`\sigma_k^2` = within-
-cluster variances + jitter, :math:`\pi_k = (N_k + 1)/(N + K)`; (3) the full objective with gradient
-clipping, early stopping on validation NMI when ``validation_data=(X_val, y_val)`` is given.
+cluster variances + jitter, :math:`\pi_k = (N_k + 1)/(N + K)` (``covariance_type="full"``: EM of a
+full-covariance GMM on :math:`\mu_\phi(x)` started from those centroids, :math:`N_k` its soft counts);
+(3) the full objective with gradient clipping, early stopping on validation NMI when ``validation_data=(X_val, y_val)`` is given.
 """
 
 from __future__ import annotations
@@ -59,6 +66,7 @@ from .autoencoder import LOSSES, _check_hidden, reconstruction_loss, reparameter
 
 KL_KINDS = ("vade", "approx")
 ASSIGN_KINDS = ("head", "posterior")
+COVARIANCE_TYPES = ("diag", "full")
 LOG_2PI = math.log(2 * math.pi)
 # Bounds on the prior's log-variances: a component shrinking to a point (or blowing up) would
 # otherwise produce infinite densities and NaN gradients.
@@ -69,19 +77,47 @@ _TINY = 1e-10
 # ------------------------------------------------------------------------------------------------
 # The maths, one function per term
 # ------------------------------------------------------------------------------------------------
-def gaussian_kl_to_components(mu, log_var, prior_mu, prior_log_var) -> torch.Tensor:
-    r""":math:`\operatorname{KL}(\mathcal N(\mu, \sigma^2) \,\|\, \mathcal N(\mu_k, \sigma_k^2))`
-    summed over latent dimensions: (B, d) x (K, d) -> (B, K)."""
-    mu, log_var = mu[:, None, :], log_var[:, None, :]
-    return 0.5 * (prior_log_var - log_var + (log_var.exp() + (mu - prior_mu) ** 2) / prior_log_var.exp()
-                  - 1.0).sum(-1)
+def scale_tril(prior_log_var, prior_tril) -> torch.Tensor:
+    r"""Cholesky factor :math:`L_k = \operatorname{diag}\sigma_k + \text{strictly lower}(T_k)` of
+    :math:`\Sigma_k = L_k L_k^\top`: (K, d), (K, d, d) -> (K, d, d). :math:`\ln|\Sigma_k| = \sum_j \ln\sigma_{kj}^2`."""
+    return torch.diag_embed((0.5 * prior_log_var).exp()) + torch.tril(prior_tril, diagonal=-1)
 
 
-def log_joint(z, log_pi, prior_mu, prior_log_var) -> torch.Tensor:
-    r""":math:`\ln \pi_k + \ln \mathcal N(z \mid \mu_k, \operatorname{diag} \sigma_k^2)`: (B, d) -> (B, K)."""
-    z = z[:, None, :]
-    log_density = -0.5 * (LOG_2PI + prior_log_var + (z - prior_mu) ** 2 / prior_log_var.exp()).sum(-1)
-    return log_pi + log_density
+def _whitened(x, prior_mu, tril_inverse) -> torch.Tensor:
+    r""":math:`L_k^{-1}(x - \mu_k)`: (B, d) -> (B, K, d)."""
+    return torch.einsum("kij,bkj->bki", tril_inverse, x[:, None, :] - prior_mu)
+
+
+def _tril_inverse(prior_log_var, prior_tril) -> torch.Tensor:
+    L = scale_tril(prior_log_var, prior_tril)
+    eye = torch.eye(L.shape[-1], dtype=L.dtype, device=L.device).expand_as(L)
+    return torch.linalg.solve_triangular(L, eye, upper=False)
+
+
+def gaussian_kl_to_components(mu, log_var, prior_mu, prior_log_var, prior_tril=None) -> torch.Tensor:
+    r""":math:`\operatorname{KL}(\mathcal N(\mu, \operatorname{diag}\sigma^2) \,\|\, \mathcal N(\mu_k, \Sigma_k))`:
+    (B, d) x (K, d) -> (B, K). Diagonal :math:`\Sigma_k = \operatorname{diag}\sigma_k^2` when
+    ``prior_tril`` is None, else :math:`L_k L_k^\top` (:func:`scale_tril`)."""
+    if prior_tril is None:
+        mu, log_var = mu[:, None, :], log_var[:, None, :]
+        return 0.5 * (prior_log_var - log_var + (log_var.exp() + (mu - prior_mu) ** 2) / prior_log_var.exp()
+                      - 1.0).sum(-1)
+    inverse = _tril_inverse(prior_log_var, prior_tril)
+    mahalanobis = _whitened(mu, prior_mu, inverse).pow(2).sum(-1)
+    # tr(Sigma_k^-1 diag s^2) = sum_j s_j^2 sum_i (L_k^-1)_ij^2
+    trace = log_var.exp() @ inverse.pow(2).sum(1).T
+    return 0.5 * (prior_log_var.sum(-1) - log_var.sum(-1, keepdim=True) + trace + mahalanobis - mu.shape[1])
+
+
+def log_joint(z, log_pi, prior_mu, prior_log_var, prior_tril=None) -> torch.Tensor:
+    r""":math:`\ln \pi_k + \ln \mathcal N(z \mid \mu_k, \Sigma_k)`: (B, d) -> (B, K); :math:`\Sigma_k` as in
+    :func:`gaussian_kl_to_components`."""
+    if prior_tril is None:
+        z = z[:, None, :]
+        log_density = -0.5 * (LOG_2PI + prior_log_var + (z - prior_mu) ** 2 / prior_log_var.exp()).sum(-1)
+        return log_pi + log_density
+    mahalanobis = _whitened(z, prior_mu, _tril_inverse(prior_log_var, prior_tril)).pow(2).sum(-1)
+    return log_pi - 0.5 * (z.shape[1] * LOG_2PI + prior_log_var.sum(-1) + mahalanobis)
 
 
 def vade_kl(gamma, kl_components, log_pi) -> torch.Tensor:
@@ -105,6 +141,20 @@ def laplace_weights(counts, alpha: float = 1.0) -> np.ndarray:
     return (counts + alpha) / (counts.sum() + alpha * len(counts))
 
 
+def _full_gmm_start(mu: np.ndarray, centroids: np.ndarray, seed: int):
+    """EM of a full-covariance GMM on the latent means, started from the K-means centroids.
+
+    Returns (means, diagonal of the Cholesky factors squared, their strictly lower part, soft counts).
+    """
+    from .gmm import GaussianMixture
+
+    gmm = GaussianMixture(len(centroids), covariance_type="full", reg_covar=1e-4, means_init=centroids,
+                          random_state=seed, device="cpu").fit(mu)
+    L = np.linalg.cholesky(gmm.covariances_)
+    diagonal = np.diagonal(L, axis1=1, axis2=2)
+    return gmm.means_, diagonal ** 2, np.tril(L, k=-1), gmm.weights_ * len(mu)
+
+
 # ------------------------------------------------------------------------------------------------
 # The network
 # ------------------------------------------------------------------------------------------------
@@ -112,13 +162,15 @@ class VaDENetwork(nn.Module):
     """Gaussian encoder with an assignment head, decoder and the learnable GMM prior."""
 
     def __init__(self, encoder: mnn.Encoder, decoder: nn.Module, body_features: int, n_clusters: int,
-                 latent_dim: int):
+                 latent_dim: int, full_covariance: bool = False):
         super().__init__()
         self.encoder, self.decoder = encoder, decoder
         self.assign = nn.Linear(body_features, n_clusters)
         self.prior_logits = nn.Parameter(torch.zeros(n_clusters))
         self.prior_mu = nn.Parameter(torch.zeros(n_clusters, latent_dim))
         self.prior_log_var = nn.Parameter(torch.zeros(n_clusters, latent_dim))
+        # Strictly lower part of the Cholesky factors (only the part below the diagonal is used).
+        self.prior_tril = nn.Parameter(torch.zeros(n_clusters, latent_dim, latent_dim)) if full_covariance else None
 
     def encode(self, x):
         """(mu, log_var, assignment logits) of a batch."""
@@ -126,9 +178,9 @@ class VaDENetwork(nn.Module):
         return self.encoder.mean(h), self.encoder.log_var(h), self.assign(h)
 
     def prior(self):
-        """(log pi, mu_k, log sigma_k^2) with the log-variances kept in a safe range."""
+        """(log pi, mu_k, log sigma_k^2, T_k or None) with the log-variances kept in a safe range."""
         return (F.log_softmax(self.prior_logits, dim=0), self.prior_mu,
-                self.prior_log_var.clamp(*PRIOR_LOG_VAR_RANGE))
+                self.prior_log_var.clamp(*PRIOR_LOG_VAR_RANGE), self.prior_tril)
 
 
 @register("vade")
@@ -146,6 +198,9 @@ class VaDE(DeepEstimator):
     temperature : float, default=1.0
         T of the assignment head, :math:`\gamma = \operatorname{softmax}(f/T)` (the study uses 0.3).
     kl : {"vade", "approx"}, default="vade"
+    covariance_type : {"diag", "full"}, default="diag"
+        Covariances of the prior's components: diagonal (the original VaDE) or full, parametrised
+        by their Cholesky factors and initialised by EM of a full GMM from the K-means centroids.
     assign : {"head", "posterior"}, default="posterior"
     arch : {"auto", "mlp", "conv"}; hidden, filters, n_blocks : network sizes (see mixclust.nn).
     loss : {"mse", "bce"}, reconstruction likelihood.
@@ -167,7 +222,8 @@ class VaDE(DeepEstimator):
     Attributes
     ----------
     network_ : VaDENetwork; history_ : list of dicts (pretraining epochs first, ``stage`` key);
-    weights_, means_, variances_ : the fitted prior (numpy); labels_.
+    weights_, means_, variances_ : the fitted prior (numpy; ``variances_`` the squared diagonal of the
+    Cholesky factors); covariances_ (K, d, d) with ``covariance_type="full"``; labels_.
     """
 
     _demo_params = {"hidden": (256, 128), "latent_dim": 8, "pretrain_epochs": 40, "epochs": 40,
@@ -176,7 +232,8 @@ class VaDE(DeepEstimator):
                           "pretrain_epochs", "pretrain_lr", "batch_size", "random_state")
 
     def __init__(self, n_clusters=10, *, latent_dim=10, beta=1.0, eta=0.0, temperature=1.0, kl="vade",
-                 assign="posterior", arch="auto", hidden=mnn.MLP_HIDDEN, filters=8, n_blocks=3, loss="mse",
+                 assign="posterior", covariance_type="diag", arch="auto", hidden=mnn.MLP_HIDDEN, filters=8,
+                 n_blocks=3, loss="mse",
                  pretrain_epochs=30, pretrain_lr=1e-3, epochs=20, batch_size=256, lr=1e-3, clip_norm=5.0,
                  patience=None, checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         self.n_clusters = n_clusters
@@ -186,6 +243,7 @@ class VaDE(DeepEstimator):
         self.temperature = temperature
         self.kl = kl
         self.assign = assign
+        self.covariance_type = covariance_type
         self.arch = arch
         self.hidden = hidden
         self.filters = filters
@@ -213,6 +271,7 @@ class VaDE(DeepEstimator):
         check_float(self.temperature, "temperature", 0.0, strict=True)
         check_option(self.kl, "kl", KL_KINDS)
         check_option(self.assign, "assign", ASSIGN_KINDS)
+        check_option(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
         check_option(self.loss, "loss", LOSSES)
         _check_hidden(self.hidden)
         check_int(self.pretrain_epochs, "pretrain_epochs", 0)
@@ -224,7 +283,7 @@ class VaDE(DeepEstimator):
             hidden=_check_hidden(self.hidden), filters=int(self.filters), n_blocks=int(self.n_blocks),
             gaussian=True, output_activation=attributes["output_activation_"])
         network = VaDENetwork(encoder, decoder, encoder.mean.in_features, int(self.n_clusters),
-                              int(self.latent_dim))
+                              int(self.latent_dim), full_covariance=self.covariance_type == "full")
         return {"network_": network.to(self._device())}
 
     # -- training -----------------------------------------------------------------------------------
@@ -303,19 +362,21 @@ class VaDE(DeepEstimator):
         K = self.n_clusters
         kmeans = KMeans(K, n_init=10, random_state=self._seed_value()).fit(mu)
         counts = np.bincount(kmeans.labels_, minlength=K)
+        means = kmeans.cluster_centers_
         variances = np.stack([mu[kmeans.labels_ == k].var(axis=0) if counts[k] > 1 else mu.var(axis=0)
                               for k in range(K)]) + 1e-4
         net = self.network_
-        device = net.prior_mu.device
-        net.prior_mu.copy_(torch.as_tensor(kmeans.cluster_centers_, dtype=torch.float32, device=device))
-        net.prior_log_var.copy_(torch.as_tensor(np.log(variances), dtype=torch.float32, device=device))
-        net.prior_logits.copy_(torch.as_tensor(np.log(laplace_weights(counts)), dtype=torch.float32,
-                                               device=device))
+        if net.prior_tril is not None:
+            means, variances, tril, counts = _full_gmm_start(mu, means, self._seed_value())
+            net.prior_tril.copy_(torch.as_tensor(tril, dtype=torch.float32))
+        net.prior_mu.copy_(torch.as_tensor(means, dtype=torch.float32))
+        net.prior_log_var.copy_(torch.as_tensor(np.log(variances), dtype=torch.float32))
+        net.prior_logits.copy_(torch.as_tensor(np.log(laplace_weights(counts)), dtype=torch.float32))
 
-    def _gamma(self, z, logits, log_pi, prior_mu, prior_log_var):
+    def _gamma(self, z, logits, log_pi, prior_mu, prior_log_var, prior_tril):
         if self.assign == "head":
             return torch.softmax(logits / self.temperature, dim=1)
-        return torch.softmax(log_joint(z, log_pi, prior_mu, prior_log_var), dim=1)
+        return torch.softmax(log_joint(z, log_pi, prior_mu, prior_log_var, prior_tril), dim=1)
 
     def _step(self, batch) -> dict:
         """The full objective L = recon + beta * KL + eta * sum gamma ln gamma for a batch."""
@@ -324,9 +385,9 @@ class VaDE(DeepEstimator):
         mu, log_var, logits = net.encode(x)
         z = reparameterize(mu, log_var)
         recon = reconstruction_loss(x, net.decoder(z), self.loss)
-        log_pi, prior_mu, prior_log_var = net.prior()
-        kl_components = gaussian_kl_to_components(mu, log_var, prior_mu, prior_log_var)
-        gamma = self._gamma(z, logits, log_pi, prior_mu, prior_log_var)
+        log_pi, prior_mu, prior_log_var, prior_tril = net.prior()
+        kl_components = gaussian_kl_to_components(mu, log_var, prior_mu, prior_log_var, prior_tril)
+        gamma = self._gamma(z, logits, log_pi, prior_mu, prior_log_var, prior_tril)
         kl = vade_kl(gamma, kl_components, log_pi) if self.kl == "vade" else approx_kl(kl_components, log_pi)
         neg_entropy = negative_entropy(gamma)
         loss = recon + self.beta * kl.mean() + self.eta * neg_entropy.mean()
@@ -338,8 +399,13 @@ class VaDE(DeepEstimator):
                 "val_entropy": float(metrics.entropy(proba).mean())}
 
     def _store_prior(self) -> None:
-        log_pi, prior_mu, prior_log_var = (t.detach().cpu().double().numpy() for t in self.network_.prior())
-        self.weights_, self.means_, self.variances_ = np.exp(log_pi), prior_mu, np.exp(prior_log_var)
+        log_pi, prior_mu, prior_log_var, prior_tril = self.network_.prior()
+        self.weights_ = np.exp(log_pi.detach().cpu().double().numpy())
+        self.means_ = prior_mu.detach().cpu().double().numpy()
+        self.variances_ = np.exp(prior_log_var.detach().cpu().double().numpy())
+        if prior_tril is not None:
+            L = scale_tril(prior_log_var, prior_tril).detach().cpu().double().numpy()
+            self.covariances_ = L @ L.transpose(0, 2, 1)
 
     # -- inference ----------------------------------------------------------------------------------
     def _proba(self, X: np.ndarray) -> np.ndarray:
