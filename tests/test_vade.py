@@ -213,11 +213,12 @@ def test_bad_input():
         VaDE(3, **TINY).fit(np.nan_to_num(X), validation_data=np.zeros((3, 6)))
 
 
-def test_reusing_a_pretrained_autoencoder_equals_a_fit_from_scratch():
+@pytest.mark.parametrize("covariance_type", ["diag", "full"])
+def test_reusing_a_pretrained_autoencoder_equals_a_fit_from_scratch(covariance_type):
     X, _ = blobs(seed=4)
-    scratch = VaDE(3, **TINY, eta=0.3, random_state=1).fit(X)
-    base = VaDE(3, **TINY, random_state=1).pretrain(X)
-    reused = VaDE(3, **TINY, eta=0.3, random_state=1).fit(X, pretrained=base)
+    scratch = VaDE(3, **TINY, eta=0.3, covariance_type=covariance_type, random_state=1).fit(X)
+    base = VaDE(3, **TINY, random_state=1).pretrain(X)  # one diagonal pretraining serves both prior types
+    reused = VaDE(3, **TINY, eta=0.3, covariance_type=covariance_type, random_state=1).fit(X, pretrained=base)
     np.testing.assert_array_equal(scratch.predict_proba(X), reused.predict_proba(X))
     assert [r["loss"] for r in scratch.history_] == [r["loss"] for r in reused.history_]
 

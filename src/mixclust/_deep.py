@@ -116,6 +116,9 @@ class DeepEstimator(MixclustEstimator):
     # -- warm starts: reuse a costly first stage across fits that differ only later --------------------
     #: Parameters a warm start must share with the model it came from (subclasses list theirs).
     _warm_start_params: tuple[str, ...] = ()
+    #: Parameters of ``network_`` that the second stage initialises itself, so a warm start may lack them
+    #: (or carry extra ones), e.g. VaDE's full-covariance prior factors.
+    _warm_start_free_keys: tuple[str, ...] = ()
 
     def _keep_warm_start(self, X: np.ndarray, **extra) -> None:
         """Remember ``network_`` as it is now (in memory only, never saved) for ``fit(<warm start>=self)``."""
@@ -138,7 +141,10 @@ class DeepEstimator(MixclustEstimator):
             if key.endswith("_"):
                 setattr(self, key, value)
         self.network_ = self._build_modules(vars(self))["network_"]
-        self.network_.load_state_dict(record["state"])
+        missing, unexpected = self.network_.load_state_dict(record["state"], strict=False)
+        foreign = sorted(set(missing + unexpected) - set(self._warm_start_free_keys))
+        if foreign:
+            raise ValueError(f"{argument} has a different network (parameters {', '.join(foreign)} differ)")
         self._warm_start = record
         return record
 

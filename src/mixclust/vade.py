@@ -230,6 +230,7 @@ class VaDE(DeepEstimator):
                     "batch_size": 64, "arch": "mlp"}
     _warm_start_params = ("n_clusters", "latent_dim", "arch", "hidden", "filters", "n_blocks", "loss",
                           "pretrain_epochs", "pretrain_lr", "batch_size", "random_state")
+    _warm_start_free_keys = ("prior_tril",)
 
     def __init__(self, n_clusters=10, *, latent_dim=10, beta=1.0, eta=0.0, temperature=1.0, kl="vade",
                  assign="posterior", covariance_type="diag", arch="auto", hidden=mnn.MLP_HIDDEN, filters=8,
