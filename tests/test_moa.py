@@ -15,6 +15,7 @@ from mixclust import metrics
 from mixclust.moa import (
     MoA,
     SingularGramWarning,
+    balance_penalty,
     bound_loss,
     frobenius_bound_loss,
     gram_matrix,
@@ -95,6 +96,30 @@ def test_switch_balance_is_one_when_balanced():
     P = torch.tensor([[0.9, 0.1], [0.1, 0.9]])
     assert float(switch_balance_loss(P)) == pytest.approx(1.0)
     assert float(switch_balance_loss(torch.tensor([[0.9, 0.1], [0.8, 0.2]]))) > 1.0
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(st.integers(2, 8), st.integers(0, 1000))
+def test_balance_penalty_is_kl_to_uniform_between_zero_and_log_m(M, seed):
+    mean = torch.softmax(torch.randn(M, generator=torch.Generator().manual_seed(seed), dtype=torch.float64), 0)
+    expected = float((mean * (mean * M).log()).sum())
+    assert float(balance_penalty(mean)) == pytest.approx(expected, rel=1e-12)
+    assert -1e-12 <= float(balance_penalty(mean)) <= np.log(M) + 1e-12
+    assert float(balance_penalty(torch.full((M,), 1.0 / M))) == pytest.approx(0.0, abs=1e-12)
+    assert float(balance_penalty(torch.eye(M, dtype=torch.float64)[0])) == pytest.approx(np.log(M))
+
+
+def test_balance_term_keeps_the_routing_spread():
+    """Everything near one point: competitive routing drifts to few experts unless the balance term holds it."""
+    X = np.random.default_rng(3).normal(0.5, 0.05, size=(96, 6)).astype(np.float32)
+    largest, penalty = {}, {}
+    for balance in (0.0, 5.0):
+        model = MoA(4, balance=balance, **{**TINY, "epochs": 15}, random_state=0).fit(X)
+        largest[balance] = np.bincount(model.predict(X)).max() / len(X)
+        penalty[balance] = float(balance_penalty(torch.as_tensor(model.predict_proba(X).mean(0))))
+    assert "balance_penalty" in model.history_[-1]
+    assert largest[0.0] > 0.8 and largest[5.0] < 0.5  # measured: 95 of 96 vs 38 of 96 in the largest cluster
+    assert penalty[5.0] < 1e-3 < penalty[0.0]
 
 
 def test_gram_matrix_is_per_sample():
@@ -186,7 +211,8 @@ def test_reusing_an_initialisation_equals_a_fit_from_scratch():
 
 
 @pytest.mark.parametrize("kwargs, fragment", [({"loss": "hinton"}, "loss 'hinton'"), ({"gram": "full"}, "gram"),
-                                              ({"n_clusters": 100}, "larger than"), ({"init": "pca"}, "init")])
+                                              ({"n_clusters": 100}, "larger than"), ({"init": "pca"}, "init"),
+                                              ({"balance": -1.0}, "balance")])
 def test_bad_parameters(kwargs, fragment):
     X = np.random.default_rng(0).random((20, 4)).astype(np.float32)
     with pytest.raises(ValueError, match=fragment):

@@ -23,6 +23,10 @@ Losses (``loss=``), with :math:`e_{ik}` the mean over pixels of :math:`(x_i - \h
   :math:`M \sum_k f_k \bar P_k` (:math:`f_k` the fraction routed to k, :math:`\bar P_k` the mean
   router probability), weighted by ``switch_weight``.
 
+Any loss can add ``balance`` times :math:`\operatorname{KL}(\bar p \,\|\, \text{uniform}) =
+\sum_k \bar p_k \ln(M \bar p_k)`, :math:`\bar p` the mean router probability over the batch: zero when
+the experts share the data equally, :math:`\ln M` when one expert takes everything.
+
 G is per mini-batch (``gram="batch"``) or an exponential moving average over the data set
 (``gram="ema"``, the current batch entering with gradient). Both are normalised per sample,
 :math:`G = P^\top P / n`, :math:`E^\top P / n`, which leaves the loss unchanged for ``ridge=0``.
@@ -148,6 +152,12 @@ def switch_balance_loss(P) -> torch.Tensor:
     return M * (fraction * P.mean(0)).sum()
 
 
+def balance_penalty(mean_routing) -> torch.Tensor:
+    r""":math:`\operatorname{KL}(\bar p \,\|\, \text{uniform}) = \sum_k \bar p_k \ln(M \bar p_k) \in [0, \ln M]`."""
+    M = mean_routing.shape[0]
+    return (mean_routing * torch.log(M * mean_routing.clamp_min(1e-12))).sum()
+
+
 # ------------------------------------------------------------------------------------------------
 # Networks
 # ------------------------------------------------------------------------------------------------
@@ -230,6 +240,9 @@ class MoA(DeepEstimator):
     ema_momentum : float, default=0.9, for ``gram="ema"``.
     competitive_scale : float, default=1.0, s of the ``competitive`` loss.
     switch_weight : float, default=0.01, weight of the balance term of ``switch``.
+    balance : float, default=0.0
+        Weight of :math:`\operatorname{KL}(\bar p \,\|\, \text{uniform})` added to any loss (against one
+        expert taking over; see reports/moa).
     latent_dim, filters, n_blocks, hidden : expert architecture (conv for images, MLP otherwise).
     router_filters, router_hidden : router architecture.
     experts_path : {"auto", "loop", "vmap"}, default="auto" (loop on the CPU, vmap on CUDA).
@@ -245,7 +258,8 @@ class MoA(DeepEstimator):
                           "random_state")
 
     def __init__(self, n_clusters=2, *, loss="competitive", gram="batch", ridge=1e-4, ema_momentum=0.9,
-                 competitive_scale=1.0, switch_weight=0.01, init="kmeans", pretrain_epochs=3, router_epochs=2,
+                 competitive_scale=1.0, switch_weight=0.01, balance=0.0, init="kmeans", pretrain_epochs=3,
+                 router_epochs=2,
                  arch="auto", latent_dim=10, filters=8, n_blocks=3, hidden=(256, 64), router_filters=8,
                  router_hidden=(64,), experts_path="auto", epochs=10, batch_size=256, lr=1e-3, clip_norm=None,
                  patience=None, checkpoint_dir=None, random_state=0, device="auto", verbose=0):
@@ -259,6 +273,7 @@ class MoA(DeepEstimator):
         self.ema_momentum = ema_momentum
         self.competitive_scale = competitive_scale
         self.switch_weight = switch_weight
+        self.balance = balance
         self.arch = arch
         self.latent_dim = latent_dim
         self.filters = filters
@@ -289,6 +304,7 @@ class MoA(DeepEstimator):
             raise ValueError(f"ema_momentum must be < 1, got {self.ema_momentum}")
         check_float(self.competitive_scale, "competitive_scale", 0.0, strict=True)
         check_float(self.switch_weight, "switch_weight", 0.0)
+        check_float(self.balance, "balance", 0.0)
         check_option(self.init, "init", INITS)
         check_int(self.pretrain_epochs, "pretrain_epochs", 0)
         check_int(self.router_epochs, "router_epochs", 0)
@@ -451,6 +467,12 @@ class MoA(DeepEstimator):
                     exact = minimax_from_statistics(G, B, self.ridge)
                 extra = {"exact_minimax": exact, "bound_below_exact": (loss.detach() < exact).float(),
                          "bound_over_exact": loss.detach() / exact.clamp_min(1e-12)}
+        if self.balance > 0:
+            # The global batch's mean routing under torch.distributed (differentiable all-reduce).
+            sums = distributed.all_reduce_sum(torch.cat([P.sum(0), P.new_tensor([float(len(P))])]))
+            penalty = balance_penalty(sums[:-1] / sums[-1])
+            loss = loss + self.balance * penalty
+            extra["balance_penalty"] = penalty.detach()
         chosen = E.gather(1, P.argmax(1, keepdim=True)).mean()
         return {"loss": loss, "mse_chosen": chosen.detach(), **extra}
 
