@@ -28,8 +28,10 @@ def test_readme_has_published_table_all_objectives_and_figures(quick):
     assert "mixclust.VaDE with its defaults" in text
     assert "| data | prior covariance |" in text and "(default)" in text
     assert re.search(r"the (full|diagonal) prior clusters better \(test NMI", text)
+    assert "3. Toward NMI 0.85" in text and re.search(r"it \*\*(reaches|does not reach)\*\* the target", text)
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
     assert "eta_curves.png" in figures and any(f.startswith("prototypes_defaults") for f in figures)
+    assert any(f.startswith("target_") and f.endswith("_val_nmi.png") for f in figures)
     for name in figures:
         assert (readme.parent / name).stat().st_size > 1000, name
 
@@ -40,7 +42,7 @@ def test_every_run_is_cached_and_a_rerun_trains_nothing(quick, monkeypatch):
         runs = pickle.load(handle)
     cfg = study.QUICK
     assert len([k for k in runs if k[0] == "sweep"]) == cfg["seeds"] * len(study.OBJECTIVES) * len(cfg["etas"])
-    assert sorted(k[3] for k in runs if k[0] == "defaults") == ["diag", "full"]
+    assert sorted(k[3] for k in runs if k[0] == "defaults") == ["diag", "full", "target"]
     for record in runs.values():
         assert 0.0 <= record["nmi"] <= 1.0 and 0.0 < record["confidence"] <= 1.0
 

@@ -43,7 +43,8 @@ Training (SPEC §2): (1) pretrain encoder mean and decoder as a plain autoencode
 init); (2) K-means on :math:`\mu_\phi(x)`: :math:`\mu_k` = centroids, :math:`\sigma_k^2` = within-
 cluster variances + jitter, :math:`\pi_k = (N_k + 1)/(N + K)` (``covariance_type="full"``: EM of a
 full-covariance GMM on :math:`\mu_\phi(x)` started from those centroids, :math:`N_k` its soft counts);
-(3) the full objective with gradient clipping, early stopping on validation NMI when ``validation_data=(X_val, y_val)`` is given.
+(3) the full objective with gradient clipping, early stopping on validation NMI when
+``validation_data=(X_val, y_val)`` is given.
 """
 
 from __future__ import annotations

@@ -49,9 +49,11 @@ SOURCE = {"latent_dim": 10, "temperature": 0.3, "beta": 20.0, "arch": "mlp", "lo
 
 FULL = {"n_train": None, "n_test": None, "n_val": 5000, "seeds": 2, "etas": ETAS, "epochs": 3,
         "pretrain_epochs": 5, "hidden": None, "defaults": ("mnist", "fashion_mnist"), "default_params": {},
+        "target": {"data": "mnist", "params": {"covariance_type": "full", "epochs": 40}},
         "n_tsne": 3000, "threads": 1}
 QUICK = {"n_train": 1200, "n_test": 400, "n_val": 300, "seeds": 2, "etas": (0.0, 1.0), "epochs": 2,
          "pretrain_epochs": 2, "hidden": (64,), "defaults": ("mnist",),
+         "target": {"data": "mnist", "params": {"covariance_type": "full", "epochs": 3}},
          "default_params": {"hidden": (64,), "pretrain_epochs": 2, "epochs": 2}, "n_tsne": 300, "threads": 1}
 
 
@@ -140,14 +142,24 @@ def _side(n_features) -> int:
     return side if side * side == n_features else 0
 
 
+def _variants(cfg, data) -> list[tuple[str, dict]]:
+    """(name, parameters over the defaults) of the runs on ``data``: each prior covariance type, and on the
+    target data set the configuration that aims at NMI 0.85."""
+    variants = [(covariance, {"covariance_type": covariance}) for covariance in COVARIANCE_TYPES]
+    if cfg["target"]["data"] == data:
+        variants.append(("target", cfg["target"]["params"]))
+    return variants
+
+
 def defaults_run(cfg, seed, data_dir, quick, cache: RunCache, log) -> list:
-    """``VaDE(10, random_state=seed)`` on each data set, with each prior covariance type (one pretraining
-    per data set serves both: ``fit(pretrained=...)`` equals a fit from scratch, tests/test_vade.py)."""
+    """``VaDE(10, random_state=seed)`` on each data set, with each prior covariance type, and the target
+    configuration (one pretraining per data set serves all: ``fit(pretrained=...)`` equals a fit from
+    scratch, tests/test_vade.py)."""
     rows = []
     for data in cfg["defaults"]:
         base, pretrain_seconds = None, 0.0
-        for covariance in COVARIANCE_TYPES:
-            key = ("defaults", data, seed, covariance)
+        for variant, overrides in _variants(cfg, data):
+            key = ("defaults", data, seed, variant)
             if key not in cache.runs:
                 name, Xtr, ytr, Xte, yte = _load(data, quick, data_dir, cfg["n_train"], cfg["n_test"], seed)
                 Xval, yval = subsample(Xtr, ytr, cfg["n_val"], seed + 1000)
@@ -156,15 +168,15 @@ def defaults_run(cfg, seed, data_dir, quick, cache: RunCache, log) -> list:
                     base = VaDE(10, random_state=seed, **cfg["default_params"]).pretrain(Xtr)
                     pretrain_seconds = time.perf_counter() - start
                 start = time.perf_counter()
-                model = VaDE(10, random_state=seed, covariance_type=covariance, **cfg["default_params"]).fit(
+                model = VaDE(10, random_state=seed, **{**cfg["default_params"], **overrides}).fit(
                     Xtr, validation_data=(Xval, yval), pretrained=base)
                 seconds = pretrain_seconds + time.perf_counter() - start
-                record = {"data": name, **_scores(model, Xte, yte), "seconds": seconds,
+                record = {"data": name, "variant": variant, **_scores(model, Xte, yte), "seconds": seconds,
                           "params": {k: v for k, v in model.get_params().items() if k not in ("verbose",)},
                           "val_nmi": [r.get("val_nmi") for r in model.history_ if r["stage"] == "train"],
                           "extras": _extras(model, Xte, yte, cfg["n_tsne"], seed)}
                 cache.put(key, record)
-                log(f"[vade-entropy] defaults ({covariance} prior) on {name}: NMI {record['nmi']:.3f} "
+                log(f"[vade-entropy] defaults ({variant}) on {name}: NMI {record['nmi']:.3f} "
                     f"ACC {record['acc']:.3f} ({seconds:.0f} s)")
             rows.append(cache.runs[key])
     return rows
@@ -337,11 +349,12 @@ def write_report(results, out_dir) -> Path:
 
     report.section("2. mixclust.VaDE with its defaults")
     default_covariance = VaDE().covariance_type
-    defaults = [d for d in results["defaults"] if d["params"]["covariance_type"] == default_covariance]
+    by_prior = [d for d in results["defaults"] if d["variant"] in COVARIANCE_TYPES]
+    defaults = [d for d in by_prior if d["params"]["covariance_type"] == default_covariance]
     rows = [{"data": d["data"], "prior covariance": d["params"]["covariance_type"]
              + (" (default)" if d["params"]["covariance_type"] == default_covariance else ""),
              "NMI": d["nmi"], "ACC": d["acc"], "ARI": d["ari"], "H(gamma)": d["H"], "confidence": d["confidence"],
-             "train min": d["seconds"] / 60} for d in results["defaults"]]
+             "train min": d["seconds"] / 60} for d in by_prior]
     params = {k: v for k, v in defaults[0]["params"].items() if k != "covariance_type"} if defaults else {}
     report.text(
         "`VaDE(10, random_state=" + str(seed) + ")`, nothing else passed: the configuration a user gets "
@@ -351,12 +364,45 @@ def write_report(results, out_dir) -> Path:
         "shared by both priors; the minutes include it) with the validation subset for monitoring, evaluated on "
         "the test split.")
     report.table(rows)
-    report.text(_covariance_verdict(results["defaults"]))
+    report.text(_covariance_verdict(by_prior))
     report.text("Published reference points: [VADE-H]'s best NMI 0.542 (eta 0.05); the original VaDE paper "
                 "(Jiang et al. 2017) reports about 94 % accuracy on MNIST after much longer training on a GPU.")
     for d in defaults:
         _extras_figures(report, d["extras"], f"defaults on {d['data']}", f"defaults_{d['data']}")
+    _target_section(report, cfg, results["defaults"], seed)
     return report.write()
+
+
+def _target_section(report, cfg, defaults, seed) -> None:
+    """Section 3: the configuration aimed at NMI >= 0.85, beside the defaults it differs from."""
+    target = [d for d in defaults if d["variant"] == "target"]
+    if not target:
+        return
+    target = target[0]
+    runs = [d for d in defaults if d["data"] == target["data"]]
+    data = target["data"]
+    overrides = ", ".join(f"{k}={v!r}" for k, v in cfg["target"]["params"].items())
+    report.section(f"3. Toward NMI 0.85 on {target['data']}")
+    verdict = "reaches" if target["nmi"] >= 0.85 else "does not reach"
+    report.text(
+        f"`VaDE(10, {overrides}, random_state={seed})`: the defaults with a full-covariance prior and longer "
+        f"training, from the same pretraining as section 2. Test NMI {target['nmi']:.3f} (ACC {target['acc']:.3f}, "
+        f"ARI {target['ari']:.3f}) after {target['seconds'] / 60:.0f} min on 1 CPU thread (pretraining "
+        f"included; other jobs shared the machine's 2 cores): it **{verdict}** the target of 0.85, with one "
+        f"seed. The curve shows the NMI on the validation subset of *training* images after every epoch "
+        f"(the test set was not looked at during training).")
+    report.table([{"configuration": d["variant"], "NMI": d["nmi"], "ACC": d["acc"], "ARI": d["ari"],
+                   "epochs": len(d["val_nmi"]), "train min": d["seconds"] / 60} for d in runs])
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for d in runs:
+        ax.plot(range(1, len(d["val_nmi"]) + 1), d["val_nmi"], marker=".", label=d["variant"])
+    ax.axhline(0.85, color="grey", ls="--", lw=0.8, label="target 0.85 (test)")
+    ax.set_xlabel("epoch of the full objective")
+    ax.set_ylabel("validation NMI")
+    ax.legend(fontsize=8)
+    report.figure(fig, f"target_{data}_val_nmi.png",
+                  f"Validation NMI per epoch on {target['data']} (5,000 training images), diagonal and full prior "
+                  f"(defaults) and the target configuration.")
 
 
 def _covariance_verdict(defaults) -> str:
