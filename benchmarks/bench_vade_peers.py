@@ -150,7 +150,7 @@ def import_clustpy():
 
 def run_mixclust_vade(args, Xtr, Xte):
     model = VaDE(N_CLUSTERS, pretrain_epochs=args.pretrain_epochs, epochs=args.epochs, batch_size=BATCH_SIZE,
-                 random_state=args.seed, verbose=0, device="cpu")
+                 covariance_type=args.covariance_type, random_state=args.seed, verbose=0, device="cpu")
     fit = timed(model.fit, Xtr)
     pred = timed(model.predict, Xte)
     return {
@@ -299,6 +299,8 @@ def main(argv=None):
     parser.add_argument("--n-train", type=int, default=None,
                         help="a random subset of the training images (default: all 60,000)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--covariance-type", default="diag", choices=("diag", "full"),
+                        help="mixclust VaDE's prior covariances (diag: as in reports/benchmarks/vade_peers.md)")
     parser.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from {', '.join(METHODS)}")
     parser.add_argument("--data-dir", default=None, help="folder with mnist.npz (default: $MIXCLUST_DATA)")
     parser.add_argument("--no-warmup", dest="warmup", action="store_false",

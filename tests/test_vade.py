@@ -141,7 +141,7 @@ def test_full_covariance_prior_starts_from_em_and_clusters_correlated_blobs():
 def test_prior_initialisation_is_laplace_smoothed_kmeans():
     assert laplace_weights([3, 0, 7]).tolist() == pytest.approx([4 / 13, 1 / 13, 8 / 13])
     X, _ = blobs()
-    model = VaDE(3, **{**TINY, "epochs": 0}, random_state=0).fit(X)
+    model = VaDE(3, **{**TINY, "epochs": 0}, covariance_type="diag", random_state=0).fit(X)
     mu = model.transform(X).astype(np.float64)
     from sklearn.cluster import KMeans
 
@@ -171,11 +171,13 @@ def test_clusters_separated_blobs_and_records_history():
 
 
 @pytest.mark.filterwarnings("ignore:Number of distinct clusters")  # K-means finds 2 groups for K = 4: intended
-def test_no_nan_with_an_empty_cluster_and_tiny_variances():
+@pytest.mark.filterwarnings("ignore:component\\(s\\)")  # the full prior's EM start reports the empty clusters
+@pytest.mark.parametrize("covariance_type", ["diag", "full"])
+def test_no_nan_with_an_empty_cluster_and_tiny_variances(covariance_type):
     X = np.zeros((40, 4), dtype=np.float32)
     X[:20] += 1e-6 * np.arange(4)  # two groups of (almost) identical points: K = 4 leaves clusters empty
     X[20:] += 1.0
-    model = VaDE(4, **TINY, random_state=0).fit(X)
+    model = VaDE(4, **TINY, covariance_type=covariance_type, random_state=0).fit(X)
     proba = model.predict_proba(X)
     assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(1), 1)
     assert all(np.isfinite(r["loss"]) for r in model.history_)
