@@ -46,13 +46,15 @@ FULL = {"n_mnist": None, "n_audio": None, "data": ("mnist", "fsdd"), "model": {}
         "ema_losses": {2: ("minimax", "bound"), 10: ("minimax",)},
         "random_init_losses": {2: ("minimax", "blend"), 10: ("minimax",)},
         "longer": {"data": "mnist", "Ms": (10, 2), "pretrain_epochs": 10, "epochs": 3,
-                   "runs": (("competitive", 0.0), ("minimax", 0.0), ("competitive", 5.0), ("minimax", 0.05))}}
+                   "runs": (("competitive", 0.0), ("minimax", 0.0), ("competitive", 5.0), ("minimax", 0.05)),
+                   "more_epochs": {10: (("competitive", 5.0, 6),)}}}
 QUICK = {"n_mnist": 600, "n_audio": 300, "data": ("mnist",), "n_show": 6, "threads": 1,
          "model": {"filters": 2, "pretrain_epochs": 1, "router_epochs": 1, "batch_size": 64},
          "epochs": {("mnist", 2): 1, ("mnist", 10): 1}, "seeds": {("mnist", 2): 1, ("mnist", 10): 1},
          "ema_losses": {2: ("minimax",), 10: ()}, "random_init_losses": {2: ("minimax",), 10: ()},
          "longer": {"data": "mnist", "Ms": (2,), "pretrain_epochs": 1, "epochs": 2,
-                    "runs": (("competitive", 0.0), ("competitive", 5.0))}}
+                    "runs": (("competitive", 0.0), ("competitive", 5.0)),
+                    "more_epochs": {2: (("competitive", 5.0, 3),)}}}
 
 
 def _load(name, quick, data_dir, n, seed):
@@ -147,25 +149,27 @@ def _longer_runs(cfg, params, seed, data_dir, quick, store: RunCache, log) -> li
     """More pretraining and more epochs from one shared start per M, with and without the balance term."""
     longer = cfg["longer"]
     name, X, y = _load(longer["data"], quick, data_dir, cfg["n_mnist"], seed)
-    common = dict(params, pretrain_epochs=longer["pretrain_epochs"], epochs=longer["epochs"], random_state=seed)
+    common = dict(params, pretrain_epochs=longer["pretrain_epochs"], random_state=seed)
     rows = []
     for M in longer["Ms"]:
         base = None
-        for loss, balance in longer["runs"]:
-            key = ("longer", longer["data"], M, seed, loss, balance, longer["pretrain_epochs"], longer["epochs"])
+        runs = [(loss, balance, longer["epochs"]) for loss, balance in longer["runs"]]
+        for loss, balance, epochs in runs + list(longer["more_epochs"].get(M, ())):
+            key = ("longer", longer["data"], M, seed, loss, balance, longer["pretrain_epochs"], epochs)
             if key not in store:
                 if base is None:
                     began = time.perf_counter()
                     base = MoA(n_clusters=M, **common).initialise(X)
                     init_seconds = time.perf_counter() - began
                 began = time.perf_counter()
-                model = MoA(n_clusters=M, loss=loss, balance=balance, **common).fit(X, initialised=base)
+                model = MoA(n_clusters=M, loss=loss, balance=balance, epochs=epochs, **common).fit(
+                    X, initialised=base)
                 record = {"data": name, "M": M, "seed": seed, "loss": loss, "balance": balance,
-                          "pretrain_epochs": longer["pretrain_epochs"], "epochs": longer["epochs"],
+                          "pretrain_epochs": longer["pretrain_epochs"], "epochs": epochs,
                           "seconds": time.perf_counter() - began, "init_seconds": init_seconds,
                           **_evaluate(model, X, y, False, cfg["n_show"])}
                 store.put(key, record)
-                log(f"[moa] longer {name} M={M} {loss} balance {balance}: NMI {record['nmi']:.3f} "
+                log(f"[moa] longer {name} M={M} {loss} balance {balance} {epochs} epochs: NMI {record['nmi']:.3f} "
                     f"sizes {record['sizes']} ({record['seconds']:.0f} s)")
             rows.append(store[key])
     return rows
@@ -334,12 +338,13 @@ def _longer_section(report, rows, cfg) -> None:
     report.text(
         f"The tables above stop after 1-2 epochs (the budget). Here, on {rows[0]['data']}: the shared autoencoder "
         f"pretrained for {longer['pretrain_epochs']} epochs (not {MODEL['pretrain_epochs']}), then "
-        f"{longer['epochs']} epochs of each loss from that one start per M, without and with the balance term "
+        f"{longer['epochs']} epochs (one run longer) of each loss from that one start per M, without and with the "
+        f"balance term "
         f"`balance` x KL(mean routing || uniform) (`MoA(balance=...)`; its weight is set per loss because the "
         f"losses differ in scale: the competitive loss sums squared errors over pixels, minimax averages them). "
         f"One seed ({rows[0]['seed']}).")
-    table = [{"M": r["M"], "loss": r["loss"], "balance": r["balance"], "NMI": r["nmi"], "ACC": r["acc"],
-              "ARI": r["ari"], "MSE": r["mse"], "largest cluster": max(r["sizes"]) / sum(r["sizes"]),
+    table = [{"M": r["M"], "loss": r["loss"], "balance": r["balance"], "epochs": r["epochs"], "NMI": r["nmi"],
+              "ACC": r["acc"], "ARI": r["ari"], "MSE": r["mse"], "largest cluster": max(r["sizes"]) / sum(r["sizes"]),
               "start NMI": r["init_nmi"], "s": r["seconds"]} for r in rows]
     report.table(table)
     lines = []
@@ -347,7 +352,8 @@ def _longer_section(report, rows, cfg) -> None:
         sel = [r for r in rows if r["M"] == M]
         best = max(sel, key=lambda r: r["nmi"])
         target = TARGET_NMI.get(M)
-        lines.append(f"M = {M}: best {best['loss']} (balance {best['balance']}) NMI {best['nmi']:.3f}"
+        lines.append(f"M = {M}: best {best['loss']} (balance {best['balance']}, {best['epochs']} epochs) NMI "
+                     f"{best['nmi']:.3f}"
                      + (f", target {target} {'reached' if best['nmi'] >= target else 'not reached'}" if target else "")
                      + "; without the balance term " + ", ".join(
                          f"{r['loss']} keeps {max(r['sizes']) / sum(r['sizes']):.0%} in one cluster"
