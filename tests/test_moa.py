@@ -122,6 +122,12 @@ def test_balance_term_keeps_the_routing_spread():
     assert penalty[5.0] < 1e-3 < penalty[0.0]
 
 
+def test_auto_balance_is_measured_weight_for_competitive_and_zero_otherwise():
+    assert MoA(loss="competitive")._balance_weight() == 5.0
+    assert MoA(loss="minimax")._balance_weight() == 0.0
+    assert MoA(loss="minimax", balance=0.5)._balance_weight() == 0.5
+
+
 def test_gram_matrix_is_per_sample():
     P = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     np.testing.assert_allclose(gram_matrix(P).numpy(), 0.5 * np.eye(2))
@@ -212,7 +218,7 @@ def test_reusing_an_initialisation_equals_a_fit_from_scratch():
 
 @pytest.mark.parametrize("kwargs, fragment", [({"loss": "hinton"}, "loss 'hinton'"), ({"gram": "full"}, "gram"),
                                               ({"n_clusters": 100}, "larger than"), ({"init": "pca"}, "init"),
-                                              ({"balance": -1.0}, "balance")])
+                                              ({"balance": -1.0}, "balance"), ({"balance": "on"}, "balance")])
 def test_bad_parameters(kwargs, fragment):
     X = np.random.default_rng(0).random((20, 4)).astype(np.float32)
     with pytest.raises(ValueError, match=fragment):

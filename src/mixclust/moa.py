@@ -52,6 +52,8 @@ from ._registry import register
 from .autoencoder import _check_hidden, reconstruction_loss
 
 LOSSES = ("blend", "competitive", "minimax", "bound", "frobenius_bound", "switch")
+#: ``balance="auto"``: the weights measured to help (reports/moa, "Longer training, and a balance term").
+AUTO_BALANCE = {"competitive": 5.0}
 GRAMS = ("batch", "ema")
 EXPERT_PATHS = ("auto", "loop", "vmap")
 INITS = ("kmeans", "random")
@@ -240,9 +242,12 @@ class MoA(DeepEstimator):
     ema_momentum : float, default=0.9, for ``gram="ema"``.
     competitive_scale : float, default=1.0, s of the ``competitive`` loss.
     switch_weight : float, default=0.01, weight of the balance term of ``switch``.
-    balance : float, default=0.0
+    balance : float or "auto", default="auto"
         Weight of :math:`\operatorname{KL}(\bar p \,\|\, \text{uniform})` added to any loss (against one
-        expert taking over; see reports/moa).
+        expert taking over). ``"auto"``: 5.0 for ``competitive``, 0 for the other losses, whose weights
+        were not measured enough to choose one (the losses differ in scale). Measured on MNIST (70,000
+        images, 10 pretraining + 3 epochs, reports/moa): M = 10 competitive NMI 0.599 with 5.0 against
+        0.213 without (two experts took every image), M = 2 0.231 against 0.209.
     latent_dim, filters, n_blocks, hidden : expert architecture (conv for images, MLP otherwise).
     router_filters, router_hidden : router architecture.
     experts_path : {"auto", "loop", "vmap"}, default="auto" (loop on the CPU, vmap on CUDA).
@@ -258,7 +263,7 @@ class MoA(DeepEstimator):
                           "random_state")
 
     def __init__(self, n_clusters=2, *, loss="competitive", gram="batch", ridge=1e-4, ema_momentum=0.9,
-                 competitive_scale=1.0, switch_weight=0.01, balance=0.0, init="kmeans", pretrain_epochs=3,
+                 competitive_scale=1.0, switch_weight=0.01, balance="auto", init="kmeans", pretrain_epochs=3,
                  router_epochs=2,
                  arch="auto", latent_dim=10, filters=8, n_blocks=3, hidden=(256, 64), router_filters=8,
                  router_hidden=(64,), experts_path="auto", epochs=10, batch_size=256, lr=1e-3, clip_norm=None,
@@ -304,7 +309,10 @@ class MoA(DeepEstimator):
             raise ValueError(f"ema_momentum must be < 1, got {self.ema_momentum}")
         check_float(self.competitive_scale, "competitive_scale", 0.0, strict=True)
         check_float(self.switch_weight, "switch_weight", 0.0)
-        check_float(self.balance, "balance", 0.0)
+        if isinstance(self.balance, str) and self.balance != "auto":
+            raise ValueError(f"balance must be 'auto' or a number >= 0, got {self.balance!r}")
+        if self.balance != "auto":
+            check_float(self.balance, "balance", 0.0)
         check_option(self.init, "init", INITS)
         check_int(self.pretrain_epochs, "pretrain_epochs", 0)
         check_int(self.router_epochs, "router_epochs", 0)
@@ -446,6 +454,11 @@ class MoA(DeepEstimator):
                           stacklevel=2)
         return G, B
 
+    def _balance_weight(self) -> float:
+        if self.balance == "auto":
+            return AUTO_BALANCE.get(self.loss, 0.0)
+        return float(self.balance)
+
     def _step(self, batch) -> dict:
         (x,) = batch
         x_hats, _, P = self.network_(x)
@@ -467,11 +480,12 @@ class MoA(DeepEstimator):
                     exact = minimax_from_statistics(G, B, self.ridge)
                 extra = {"exact_minimax": exact, "bound_below_exact": (loss.detach() < exact).float(),
                          "bound_over_exact": loss.detach() / exact.clamp_min(1e-12)}
-        if self.balance > 0:
+        balance = self._balance_weight()
+        if balance > 0:
             # The global batch's mean routing under torch.distributed (differentiable all-reduce).
             sums = distributed.all_reduce_sum(torch.cat([P.sum(0), P.new_tensor([float(len(P))])]))
             penalty = balance_penalty(sums[:-1] / sums[-1])
-            loss = loss + self.balance * penalty
+            loss = loss + balance * penalty
             extra["balance_penalty"] = penalty.detach()
         chosen = E.gather(1, P.argmax(1, keepdim=True)).mean()
         return {"loss": loss, "mse_chosen": chosen.detach(), **extra}

@@ -36,7 +36,7 @@ PUBLISHED_AUDIO = {"blend": 0.023, "minimax": 0.127}
 TARGET_NMI = {2: 0.35, 10: 0.6}
 #: Same hyper-parameters for every loss (the SPEC §1 CAE and router).
 MODEL = {"filters": 8, "n_blocks": 3, "latent_dim": 10, "router_filters": 8, "batch_size": 256, "lr": 1e-3,
-         "pretrain_epochs": 3, "router_epochs": 2}
+         "pretrain_epochs": 3, "router_epochs": 2, "balance": 0.0}
 
 #: Training epochs, seeds and variants per (data, M): what the CPU budget of one core affords (an MNIST epoch
 #: of 70,000 images takes about 40 s per expert pair on one thread; M = 10 about 5x that).
@@ -162,7 +162,7 @@ def _longer_runs(cfg, params, seed, data_dir, quick, store: RunCache, log) -> li
                     base = MoA(n_clusters=M, **common).initialise(X)
                     init_seconds = time.perf_counter() - began
                 began = time.perf_counter()
-                model = MoA(n_clusters=M, loss=loss, balance=balance, epochs=epochs, **common).fit(
+                model = MoA(n_clusters=M, **{**common, "loss": loss, "balance": balance, "epochs": epochs}).fit(
                     X, initialised=base)
                 record = {"data": name, "M": M, "seed": seed, "loss": loss, "balance": balance,
                           "pretrain_epochs": longer["pretrain_epochs"], "epochs": epochs,
@@ -285,7 +285,8 @@ def write_report(results, out_dir) -> Path:
         f"(`init=\"kmeans\"`, shared by all losses of a seed): one autoencoder pretrained (cross-entropy) for "
         f"{p['pretrain_epochs']} epochs and copied into every expert, K-means (M) on its codes, the router "
         f"fitted to those labels for "
-        f"{p['router_epochs']} epochs. Labels are used only for the scores. MSE = mean over pixels and images of "
+        f"{p['router_epochs']} epochs; no balance term (`balance=0`, see the last sections). Labels are used "
+        f"only for the scores. MSE = mean over pixels and images of "
         f"the squared error of the expert each image is routed to (the published MSE is presumably the same "
         f"quantity; [MOA] does not say). Total compute {results['total_seconds'] / 60:.1f} min with "
         f"{cfg['threads']} torch thread(s)."
