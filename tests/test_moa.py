@@ -122,10 +122,16 @@ def test_balance_term_keeps_the_routing_spread():
     assert penalty[5.0] < 1e-3 < penalty[0.0]
 
 
-def test_auto_balance_is_measured_weight_for_competitive_and_zero_otherwise():
-    assert MoA(loss="competitive")._balance_weight() == 5.0
-    assert MoA(loss="minimax")._balance_weight() == 0.0
-    assert MoA(loss="minimax", balance=0.5)._balance_weight() == 0.5
+def test_auto_balance_is_the_measured_weight_per_feature_for_competitive_and_zero_otherwise():
+    def weight(input_shape, **params):
+        model = MoA(**params)
+        model.input_shape_ = input_shape
+        return model._balance_weight()
+
+    assert weight((1, 28, 28), loss="competitive") == pytest.approx(5.0)  # the weight measured on MNIST
+    assert weight((64,), loss="competitive") == pytest.approx(5.0 * 64 / 784)
+    assert weight((1, 28, 28), loss="minimax") == 0.0
+    assert weight((64,), loss="minimax", balance=0.5) == 0.5
 
 
 def test_gram_matrix_is_per_sample():
