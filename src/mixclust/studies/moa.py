@@ -148,8 +148,8 @@ def compute(quick=False, seed=0, data_dir=None, cache=None, log=print) -> dict:
 def _longer_runs(cfg, params, seed, data_dir, quick, store: RunCache, log) -> list[dict]:
     """More pretraining and more epochs from one shared start per M, with and without the balance term."""
     longer = cfg["longer"]
-    name, X, y = _load(longer["data"], quick, data_dir, cfg["n_mnist"], seed)
     common = dict(params, pretrain_epochs=longer["pretrain_epochs"], random_state=seed)
+    data = None
     rows = []
     for M in longer["Ms"]:
         base = None
@@ -157,6 +157,9 @@ def _longer_runs(cfg, params, seed, data_dir, quick, store: RunCache, log) -> li
         for loss, balance, epochs in runs + list(longer["more_epochs"].get(M, ())):
             key = ("longer", longer["data"], M, seed, loss, balance, longer["pretrain_epochs"], epochs)
             if key not in store:
+                if data is None:  # loaded only when a run is missing from the cache
+                    data = _load(longer["data"], quick, data_dir, cfg["n_mnist"], seed)
+                name, X, y = data
                 if base is None:
                     began = time.perf_counter()
                     base = MoA(n_clusters=M, **common).initialise(X)

@@ -162,9 +162,9 @@ def defaults_run(cfg, seed, data_dir, quick, cache: RunCache, log) -> list:
         for variant, overrides in _variants(cfg, data):
             key = ("defaults", data, seed, variant)
             if key not in cache.runs:
-                name, Xtr, ytr, Xte, yte = _load(data, quick, data_dir, cfg["n_train"], cfg["n_test"], seed)
-                Xval, yval = subsample(Xtr, ytr, cfg["n_val"], seed + 1000)
-                if base is None:
+                if base is None:  # the data, split and pretraining, once per data set and only when needed
+                    name, Xtr, ytr, Xte, yte = _load(data, quick, data_dir, cfg["n_train"], cfg["n_test"], seed)
+                    Xval, yval = subsample(Xtr, ytr, cfg["n_val"], seed + 1000)
                     start = time.perf_counter()
                     base = VaDE(10, random_state=seed, **cfg["default_params"]).pretrain(Xtr)
                     pretrain_seconds = time.perf_counter() - start
