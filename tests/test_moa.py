@@ -203,6 +203,23 @@ def test_kmeans_initialisation_routes_like_kmeans_on_the_pretrained_codes():
         torch.testing.assert_close(p, q)
 
 
+def test_gmm_initialisation_routes_like_a_full_gmm_begun_at_the_kmeans_centroids():
+    from sklearn.cluster import KMeans
+
+    from mixclust._deep import latent_gmm
+
+    rng = np.random.default_rng(3)
+    X = rng.random((240, 6)).astype(np.float32)
+    model = MoA(3, init="gmm", **{**TINY, "epochs": 0, "pretrain_epochs": 5, "router_epochs": 0}, random_state=0)
+    model.fit(X)
+    codes = model.latent(X).astype(np.float64)  # every expert is still the pretrained autoencoder
+    centroids = KMeans(3, n_init=10, random_state=0).fit(codes).cluster_centers_
+    expected = latent_gmm(codes, centroids, 0).labels_
+    kmeans_labels = KMeans(3, n_init=10, random_state=0).fit(codes).labels_
+    np.testing.assert_array_equal(model.init_labels_, expected)
+    assert metrics.evaluate(kmeans_labels, expected)["ari"] < 1.0  # the GMM step changed the partition
+
+
 def test_random_initialisation_has_no_init_stages_or_labels():
     X, _ = two_groups()
     model = MoA(2, init="random", **TINY, random_state=0).fit(X)

@@ -24,7 +24,8 @@ def test_readme_has_every_loss_the_published_numbers_and_figures(quick):
         assert f"| {loss} |" in text
     assert "0.013 / 0.000" in text and "0.015 / 0.276" in text
     assert "The source's bound during training" in text
-    assert "Longer training, and a balance term" in text and "| M | loss | balance | epochs | NMI |" in text
+    assert "Longer training, a balance term and a GMM start" in text
+    assert "| M | start | loss | balance | epochs | seeds | NMI |" in text
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
     for stem in ("reconstructions_mnist_M2", "router_histograms_mnist_M2", "label_by_cluster_mnist_M2",
                  "label_by_cluster_mnist_M10"):
@@ -37,9 +38,11 @@ def test_runs_are_cached_with_bound_diagnostics_and_a_rerun_trains_nothing(quick
     readme, cache = quick
     with open(cache, "rb") as handle:
         runs = pickle.load(handle)
-    # 6 losses for M = 2 and 10, plus the ema and random-start variants for M = 2, plus 2 longer runs
-    assert len(runs) == 2 * len(LOSSES) + 2 + len(study.QUICK["longer"]["runs"]) + 1
-    assert sorted(key[5:] for key in runs if key[0] == "longer") == [(0.0, 1, 2), (5.0, 1, 2), (5.0, 1, 3)]
+    # 6 losses for M = 2 and 10, plus the ema and random-start variants for M = 2, plus 4 longer runs
+    assert len(runs) == 2 * len(LOSSES) + 2 + 4
+    assert sorted(key[3:] for key in runs if key[0] == "longer") == [
+        (0, "gmm", "competitive", 5.0, 1, 3), (0, "kmeans", "competitive", 0.0, 1, 2),
+        (0, "kmeans", "competitive", 5.0, 1, 2), (1, "gmm", "competitive", 5.0, 1, 3)]
     for record in runs.values():
         assert 0.0 <= record["nmi"] <= 1.0 and sum(record["sizes"]) == 600
         if record["loss"] in ("bound", "frobenius_bound"):

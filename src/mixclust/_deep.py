@@ -44,6 +44,20 @@ def as_float_array(X, name: str = "X") -> np.ndarray:
     return array
 
 
+def latent_gmm(codes: np.ndarray, centroids: np.ndarray, seed: int):
+    """EM of a full-covariance GMM on latent codes, begun at K-means centroids (a fitted
+    :class:`mixclust.GaussianMixture`, on the CPU; ``reg_covar=1e-4``).
+
+    Why: autoencoder codes form elongated clusters that K-means cuts across. Measured on MNIST
+    (reports/vade-entropy, benchmarks/probe_vade_prior.py): on one VaDE latent space a full GMM
+    scores NMI 0.773 where K-means scores 0.708; on a MoA expert's codes (M = 2) 0.316 against 0.139.
+    """
+    from .gmm import GaussianMixture  # a deep model needs it only at initialisation
+
+    return GaussianMixture(len(centroids), covariance_type="full", reg_covar=1e-4, means_init=centroids,
+                           random_state=seed, device="cpu").fit(codes)
+
+
 class DeepEstimator(MixclustEstimator):
     """Shared machinery; subclasses define ``_build_modules`` and their losses.
 

@@ -47,7 +47,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from . import distributed, metrics
 from . import nn as mnn
 from ._base import check_float, check_int, check_option
-from ._deep import DeepEstimator
+from ._deep import DeepEstimator, latent_gmm
 from ._registry import register
 from .autoencoder import _check_hidden, reconstruction_loss
 
@@ -58,7 +58,7 @@ LOSSES = ("blend", "competitive", "minimax", "bound", "frobenius_bound", "switch
 AUTO_BALANCE_PER_FEATURE = {"competitive": 5.0 / 784}
 GRAMS = ("batch", "ema")
 EXPERT_PATHS = ("auto", "loop", "vmap")
-INITS = ("kmeans", "random")
+INITS = ("kmeans", "gmm", "random")
 # Condition number of G above which an expert is considered dead (warned once per fit).
 SINGULAR_CONDITION = 1e8
 
@@ -252,6 +252,12 @@ class MoA(DeepEstimator):
         (mean entropy ln 10), D / 784 x 5.0 keeps them confident. Measured on MNIST (70,000
         images, 10 pretraining + 3 epochs, reports/moa): M = 10 competitive NMI 0.599 with 5.0 against
         0.213 without (two experts took every image), M = 2 0.231 against 0.209.
+    init : {"kmeans", "gmm", "random"}, default="kmeans"
+        The start (see :meth:`_initialise`): an autoencoder pretrained for ``pretrain_epochs`` and copied
+        into every expert, the router trained for ``router_epochs`` on a clustering of its codes: K-means,
+        or (``"gmm"``) a full-covariance GMM begun at the K-means centroids, which follows elongated
+        clusters; ``"random"``: the source's start (Xavier weights, a near-uniform router).
+    pretrain_epochs, router_epochs : int, default=3, 2.
     latent_dim, filters, n_blocks, hidden : expert architecture (conv for images, MLP otherwise).
     router_filters, router_hidden : router architecture.
     experts_path : {"auto", "loop", "vmap"}, default="auto" (loop on the CPU, vmap on CUDA).
@@ -380,9 +386,11 @@ class MoA(DeepEstimator):
     def _initialise(self, X: np.ndarray, data: torch.Tensor) -> None:
         r"""``init="random"``: Xavier weights, nothing else (the source's start: a near-uniform router).
 
-        ``init="kmeans"``: (1) pretrain expert 0 as a plain autoencoder (reconstruction only; the
+        ``init="kmeans"`` or ``"gmm"``: (1) pretrain expert 0 as a plain autoencoder (reconstruction only; the
         cross-entropy for a sigmoid output) for ``pretrain_epochs`` and copy it into every expert;
-        (2) K-means (M clusters) on its latent codes, kept as ``init_labels_``; (3) train the router for
+        (2) K-means (M clusters) on its latent codes, then for ``init="gmm"`` EM of a full-covariance
+        GMM begun at its centroids (:func:`mixclust._deep.latent_gmm`); the labels are kept as
+        ``init_labels_``; (3) train the router for
         ``router_epochs`` on the cross-entropy to those labels. Every loss then starts from confident,
         balanced routing, where :math:`G = P^\top P / n` is well conditioned (from a uniform router G is
         near-singular and the minimax weights cancel, see the study).
@@ -397,13 +405,13 @@ class MoA(DeepEstimator):
         mnn.xavier_init(self.network_)
         self._init_history = []
         vars(self).pop("init_labels_", None)
-        if self.init == "kmeans":
-            self._kmeans_initialisation(X, data)
-        labels = {"init_labels_": self.init_labels_} if self.init == "kmeans" else {}
+        if self.init != "random":
+            self._clustered_initialisation(X, data)
+        labels = {"init_labels_": self.init_labels_} if self.init != "random" else {}
         self._keep_warm_start(X, history=list(self._init_history), output_activation_=self.output_activation_,
                               **labels)
 
-    def _kmeans_initialisation(self, X: np.ndarray, data: torch.Tensor) -> None:
+    def _clustered_initialisation(self, X: np.ndarray, data: torch.Tensor) -> None:
         experts = self.network_.experts
         first = nn.ModuleDict({"encoder": experts.encoders[0], "decoder": experts.decoders[0]})
 
@@ -423,7 +431,10 @@ class MoA(DeepEstimator):
         first.eval()
         codes = self._cat(self._batched(first["encoder"], X)).astype(np.float64)
         kmeans = KMeans(self.n_clusters, n_init=10, random_state=self._seed_value()).fit(codes)
-        self.init_labels_ = kmeans.labels_.astype(np.int64)
+        labels = kmeans.labels_
+        if self.init == "gmm":
+            labels = latent_gmm(codes, kmeans.cluster_centers_, self._seed_value()).labels_
+        self.init_labels_ = labels.astype(np.int64)
         targets = torch.as_tensor(self.init_labels_, device=data.device)
         router = self.network_.router
 

@@ -61,7 +61,7 @@ from torch import nn
 from . import metrics
 from . import nn as mnn
 from ._base import check_float, check_int, check_option
-from ._deep import DeepEstimator, as_float_array
+from ._deep import DeepEstimator, as_float_array, latent_gmm
 from ._registry import register
 from .autoencoder import LOSSES, _check_hidden, reconstruction_loss, reparameterize
 
@@ -147,10 +147,7 @@ def _full_gmm_start(mu: np.ndarray, centroids: np.ndarray, seed: int):
 
     Returns (means, diagonal of the Cholesky factors squared, their strictly lower part, soft counts).
     """
-    from .gmm import GaussianMixture
-
-    gmm = GaussianMixture(len(centroids), covariance_type="full", reg_covar=1e-4, means_init=centroids,
-                          random_state=seed, device="cpu").fit(mu)
+    gmm = latent_gmm(mu, centroids, seed)
     L = np.linalg.cholesky(gmm.covariances_)
     diagonal = np.diagonal(L, axis1=1, axis2=2)
     return gmm.means_, diagonal ** 2, np.tril(L, k=-1), gmm.weights_ * len(mu)
