@@ -194,7 +194,8 @@ def two_groups(seed=0, n=60, d=8):
 
 def test_kmeans_initialisation_routes_like_kmeans_on_the_pretrained_codes():
     X, y = two_groups()
-    model = MoA(2, **{**TINY, "epochs": 0, "pretrain_epochs": 20, "router_epochs": 20}, random_state=0).fit(X)
+    model = MoA(2, init="kmeans", **{**TINY, "epochs": 0, "pretrain_epochs": 20, "router_epochs": 20},
+                random_state=0).fit(X)
     assert metrics.evaluate(y, model.init_labels_)["ari"] == 1.0
     assert metrics.evaluate(model.init_labels_, model.labels_)["ari"] == 1.0
     # every expert starts as the same pretrained autoencoder
@@ -210,7 +211,7 @@ def test_gmm_initialisation_routes_like_a_full_gmm_begun_at_the_kmeans_centroids
 
     rng = np.random.default_rng(3)
     X = rng.random((240, 6)).astype(np.float32)
-    model = MoA(3, init="gmm", **{**TINY, "epochs": 0, "pretrain_epochs": 5, "router_epochs": 0}, random_state=0)
+    model = MoA(3, **{**TINY, "epochs": 0, "pretrain_epochs": 5, "router_epochs": 0}, random_state=0)
     model.fit(X)
     codes = model.latent(X).astype(np.float64)  # every expert is still the pretrained autoencoder
     centroids = KMeans(3, n_init=10, random_state=0).fit(codes).cluster_centers_

@@ -252,11 +252,15 @@ class MoA(DeepEstimator):
         (mean entropy ln 10), D / 784 x 5.0 keeps them confident. Measured on MNIST (70,000
         images, 10 pretraining + 3 epochs, reports/moa): M = 10 competitive NMI 0.599 with 5.0 against
         0.213 without (two experts took every image), M = 2 0.231 against 0.209.
-    init : {"kmeans", "gmm", "random"}, default="kmeans"
+    init : {"gmm", "kmeans", "random"}, default="gmm"
         The start (see :meth:`_initialise`): an autoencoder pretrained for ``pretrain_epochs`` and copied
-        into every expert, the router trained for ``router_epochs`` on a clustering of its codes: K-means,
-        or (``"gmm"``) a full-covariance GMM begun at the K-means centroids, which follows elongated
-        clusters; ``"random"``: the source's start (Xavier weights, a near-uniform router).
+        into every expert, the router trained for ``router_epochs`` on a clustering of its codes: a
+        full-covariance GMM begun at the K-means centroids (``"gmm"``, which follows elongated clusters)
+        or K-means itself; ``"random"``: the source's start (Xavier weights, a near-uniform router).
+        Measured on MNIST (70,000 images, 10 pretraining epochs, reports/moa): competitive + balance 5,
+        M = 10, 6 epochs: NMI 0.746 / 0.639 (seeds 0 / 1) from the GMM start against 0.652 / 0.601 from
+        K-means; M = 2, 3 epochs, no balance: 0.348 / 0.326 / 0.248 against 0.209 (seed 0). On
+        scikit-learn's digits (``make demo`` settings, seeds 0-2) both end near NMI 0.50.
     pretrain_epochs, router_epochs : int, default=3, 2.
     latent_dim, filters, n_blocks, hidden : expert architecture (conv for images, MLP otherwise).
     router_filters, router_hidden : router architecture.
@@ -273,7 +277,7 @@ class MoA(DeepEstimator):
                           "random_state")
 
     def __init__(self, n_clusters=2, *, loss="competitive", gram="batch", ridge=1e-4, ema_momentum=0.9,
-                 competitive_scale=1.0, switch_weight=0.01, balance="auto", init="kmeans", pretrain_epochs=3,
+                 competitive_scale=1.0, switch_weight=0.01, balance="auto", init="gmm", pretrain_epochs=3,
                  router_epochs=2,
                  arch="auto", latent_dim=10, filters=8, n_blocks=3, hidden=(256, 64), router_filters=8,
                  router_hidden=(64,), experts_path="auto", epochs=10, batch_size=256, lr=1e-3, clip_norm=None,
