@@ -233,11 +233,12 @@ class MoA(DeepEstimator):
         Number of experts M (= clusters).
     loss : {"competitive", "minimax", "blend", "bound", "frobenius_bound", "switch"}, default="competitive"
         The default is the loss that clustered best in ``mixclust reproduce moa`` (MNIST, 70,000 images, the
-        same K-means start for every loss): test NMI for M = 2 0.254 / 0.228 (seeds 0 / 1) against minimax
-        0.117 / 0.032, and for M = 10 0.501 against minimax 0.212. The MoA+ loss ``"minimax"`` drifts to one
-        or two experts holding most of the images (its sum over experts of per-expert mean errors rewards
-        a small cluster of easy images, and with soft routing the absolute value lets the weighted errors
-        cancel); see reports/moa.
+        same K-means start for every loss, seeds 0-2): NMI for M = 2 0.245 ± 0.012 against minimax
+        0.069 ± 0.036, and for M = 10 0.547 ± 0.034 against 0.179 ± 0.030; with longer training, the
+        balance term and the GMM start, M = 10 0.668 ± 0.055 against minimax 0.555 (one seed). Without a
+        balance term the MoA+ loss ``"minimax"`` drifts to one or two experts holding most of the images
+        (its sum over experts of per-expert mean errors rewards a small cluster of easy images, and with
+        soft routing the absolute value lets the weighted errors cancel); see reports/moa.
     gram : {"batch", "ema"}, default="batch"
     ridge : float, default=1e-4
         :math:`\epsilon` added to the diagonal of the per-sample G (keeps a dead expert finite).
@@ -257,9 +258,10 @@ class MoA(DeepEstimator):
         into every expert, the router trained for ``router_epochs`` on a clustering of its codes: a
         full-covariance GMM begun at the K-means centroids (``"gmm"``, which follows elongated clusters)
         or K-means itself; ``"random"``: the source's start (Xavier weights, a near-uniform router).
-        Measured on MNIST (70,000 images, 10 pretraining epochs, reports/moa): competitive + balance 5,
-        M = 10, 6 epochs: NMI 0.746 / 0.639 (seeds 0 / 1) from the GMM start against 0.652 / 0.601 from
-        K-means; M = 2, 3 epochs, no balance: 0.348 / 0.326 / 0.248 against 0.209 (seed 0). On
+        Measured on MNIST (70,000 images, 10 pretraining epochs, seeds 0-2, reports/moa): competitive +
+        balance 5, M = 10, 6 epochs: NMI 0.746 / 0.639 / 0.621 from the GMM start against 0.652 / 0.601 /
+        0.698 from K-means (means 0.669 and 0.650: within the seed spread); M = 2, 3 epochs, no balance:
+        0.348 / 0.326 / 0.248 from the GMM start against 0.209 / 0.242 / 0.208 from K-means. On
         scikit-learn's digits (``make demo`` settings, seeds 0-2) both end near NMI 0.50.
     pretrain_epochs, router_epochs : int, default=3, 2.
     latent_dim, filters, n_blocks, hidden : expert architecture (conv for images, MLP otherwise).
