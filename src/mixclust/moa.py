@@ -235,7 +235,7 @@ class MoA(DeepEstimator):
         The default is the loss that clustered best in ``mixclust reproduce moa`` (MNIST, 70,000 images, the
         same K-means start for every loss, seeds 0-2): NMI for M = 2 0.245 ± 0.012 against minimax
         0.069 ± 0.036, and for M = 10 0.547 ± 0.034 against 0.179 ± 0.030; with longer training, the
-        balance term and the GMM start, M = 10 0.668 ± 0.055 against minimax 0.555 (one seed). Without a
+        balance term and the GMM start, M = 10 0.668 ± 0.055 against minimax 0.518 ± 0.027. Without a
         balance term the MoA+ loss ``"minimax"`` drifts to one or two experts holding most of the images
         (its sum over experts of per-expert mean errors rewards a small cluster of easy images, and with
         soft routing the absolute value lets the weighted errors cancel); see reports/moa.
@@ -261,7 +261,8 @@ class MoA(DeepEstimator):
         Measured on MNIST (70,000 images, 10 pretraining epochs, seeds 0-2, reports/moa): competitive +
         balance 5, M = 10, 6 epochs: NMI 0.746 / 0.639 / 0.621 from the GMM start against 0.652 / 0.601 /
         0.698 from K-means (means 0.669 and 0.650: within the seed spread); M = 2, 3 epochs, no balance:
-        0.348 / 0.326 / 0.248 from the GMM start against 0.209 / 0.242 / 0.208 from K-means. On
+        0.348 / 0.326 / 0.248 from the GMM start against 0.209 / 0.242 / 0.208 from K-means; after 20
+        epochs from the GMM start 0.408 / 0.356 / 0.300 (mean 0.355). On
         scikit-learn's digits (``make demo`` settings, seeds 0-2) both end near NMI 0.50.
     pretrain_epochs, router_epochs : int, default=3, 2.
     latent_dim, filters, n_blocks, hidden : expert architecture (conv for images, MLP otherwise).

@@ -50,11 +50,12 @@ FULL = {"n_mnist": None, "n_audio": None, "data": ("mnist", "fsdd"), "model": {}
                    "runs": {10: (("kmeans", "competitive", 0.0, 3, 1), ("kmeans", "minimax", 0.0, 3, 1),
                                  ("kmeans", "competitive", 5.0, 3, 1), ("kmeans", "minimax", 0.05, 3, 1),
                                  ("kmeans", "competitive", 5.0, 6, 3), ("gmm", "competitive", 5.0, 6, 3),
-                                 ("gmm", "minimax", 0.05, 6, 1)),
+                                 ("gmm", "minimax", 0.05, 6, 3)),
                             2: (("kmeans", "competitive", 0.0, 3, 3), ("kmeans", "minimax", 0.0, 3, 1),
                                 ("kmeans", "competitive", 5.0, 3, 1), ("kmeans", "minimax", 0.05, 3, 1),
                                 ("gmm", "competitive", 0.0, 3, 3), ("gmm", "minimax", 0.05, 3, 3),
-                                ("gmm", "competitive", 5.0, 3, 1), ("gmm", "minimax", 0.0, 3, 1))}}}
+                                ("gmm", "competitive", 5.0, 3, 1), ("gmm", "minimax", 0.0, 3, 1),
+                                ("gmm", "competitive", 0.0, 20, 3))}}}
 QUICK = {"n_mnist": 600, "n_audio": 300, "data": ("mnist",), "n_show": 6, "threads": 1,
          "model": {"filters": 2, "pretrain_epochs": 1, "router_epochs": 1, "batch_size": 64},
          "epochs": {("mnist", 2): 1, ("mnist", 10): 1}, "seeds": {("mnist", 2): 1, ("mnist", 10): 1},
@@ -356,16 +357,19 @@ def _longer_section(report, rows, cfg) -> None:
     if not rows:
         return
     longer = cfg["longer"]
+    epochs = sorted({r["epochs"] for r in rows})
+    seeds = sorted({n for runs in longer["runs"].values() for *_, n in runs})
     report.section("Longer training, a balance term and a GMM start")
     report.text(
         f"The tables above stop after 1-2 epochs (the budget). Here, on {rows[0]['data']}: the shared autoencoder "
-        f"pretrained for {longer['pretrain_epochs']} epochs (not {MODEL['pretrain_epochs']}), then 3-6 epochs of "
+        f"pretrained for {longer['pretrain_epochs']} epochs (not {MODEL['pretrain_epochs']}), then "
+        f"{epochs[0]}-{epochs[-1]} epochs of "
         f"a loss from one start per (M, seed, start), without and with the balance term "
         f"`balance` x KL(mean routing || uniform) (`MoA(balance=...)`; its weight is set per loss because the "
         f"losses differ in scale: the competitive loss sums squared errors over pixels, minimax averages them). "
         f"Two starts: `init=\"kmeans\"` (K-means on the pretrained codes, as above) and `init=\"gmm\"` (EM of a "
         f"full-covariance GMM on the same codes, begun at the K-means centroids). Mean ± std over the seeds "
-        f"(1 or 3), then every run.")
+        f"({' or '.join(map(str, seeds))}), then every run.")
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["M"], r.get("init", "kmeans"), r["loss"], r["balance"], r["epochs"]), []).append(r)
