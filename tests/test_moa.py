@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import mixclust
 from mixclust import metrics
+from mixclust._deep import epochs_for_steps
 from mixclust.moa import (
     MoA,
     SingularGramWarning,
@@ -24,7 +25,9 @@ from mixclust.moa import (
     switch_balance_loss,
 )
 
-TINY = dict(arch="mlp", hidden=(16,), latent_dim=2, router_hidden=(8,), epochs=3, batch_size=16, verbose=0)
+# The start's budget pinned: "auto" would give these tiny data sets hundreds of epochs.
+TINY = dict(arch="mlp", hidden=(16,), latent_dim=2, router_hidden=(8,), epochs=3, batch_size=16, pretrain_epochs=3,
+            router_epochs=2, verbose=0)
 
 
 def random_router_and_errors(seed: int, n: int, M: int):
@@ -134,6 +137,29 @@ def test_auto_balance_is_the_measured_weight_per_feature_for_competitive_and_zer
     assert weight((64,), loss="minimax", balance=0.5) == 0.5
 
 
+@given(st.integers(1, 5000), st.integers(1, 100_000), st.integers(1, 1024))
+def test_epochs_for_steps_is_the_fewest_epochs_reaching_the_steps(steps, n, batch_size):
+    epochs, per_epoch = epochs_for_steps(steps, n, batch_size), -(-n // batch_size)
+    assert epochs >= 1 and epochs * per_epoch >= steps
+    assert epochs == 1 or (epochs - 1) * per_epoch < steps
+
+
+def test_auto_start_budget_keeps_mnist_epochs_and_gives_small_data_more():
+    def epochs(n, batch_size, **params):
+        model = MoA(batch_size=batch_size, **params)
+        return model._init_epochs("pretrain_epochs", n), model._init_epochs("router_epochs", n)
+
+    assert epochs(70_000, 256) == (3, 2)  # the budget of the MNIST study
+    assert epochs(1797, 64) == (28, 18)  # scikit-learn's digits in the demo
+    assert epochs(1797, 64, pretrain_epochs=4, router_epochs=0) == (4, 0)
+    X, _ = two_groups()
+    model = MoA(2, **{**TINY, "pretrain_epochs": "auto", "router_epochs": "auto", "epochs": 0}).fit(X)
+    stages = [r["stage"] for r in model.history_]
+    assert (stages.count("pretrain"), stages.count("router")) == (100, 63)  # 800 and 500 steps of 8 batches
+    with pytest.raises(TypeError, match="router_epochs"):
+        MoA(2, **{**TINY, "router_epochs": "many"}).fit(X)
+
+
 def test_gram_matrix_is_per_sample():
     P = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     np.testing.assert_allclose(gram_matrix(P).numpy(), 0.5 * np.eye(2))
@@ -178,7 +204,8 @@ def test_minimax_routes_to_both_experts():
 
 def test_save_load_round_trip_and_reconstruct(tmp_path):
     X = np.random.default_rng(2).random((20, 1, 8, 8)).astype(np.float32)
-    model = MoA(2, filters=2, n_blocks=2, latent_dim=3, epochs=1, batch_size=8, random_state=0).fit(X)
+    model = MoA(2, filters=2, n_blocks=2, latent_dim=3, epochs=1, batch_size=8, pretrain_epochs=3, router_epochs=2,
+                random_state=0).fit(X)
     model.save(tmp_path / "moa")
     loaded = mixclust.load(tmp_path / "moa")
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))

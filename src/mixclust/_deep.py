@@ -9,6 +9,8 @@ the per-batch loss.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
@@ -42,6 +44,14 @@ def as_float_array(X, name: str = "X") -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return array
+
+
+def epochs_for_steps(steps: int, n_samples: int, batch_size: int) -> int:
+    """The fewest epochs (at least one) that take ``steps`` optimiser steps over ``n_samples`` rows.
+
+    A budget in steps rather than epochs gives a small data set as many updates as a large one.
+    """
+    return max(1, math.ceil(steps / math.ceil(n_samples / batch_size)))
 
 
 def latent_gmm(codes: np.ndarray, centroids: np.ndarray, seed: int):
