@@ -18,6 +18,7 @@ from mixclust.moa import (
     SingularGramWarning,
     balance_penalty,
     bound_loss,
+    competitive_loss,
     frobenius_bound_loss,
     gram_matrix,
     minimax_loss,
@@ -176,6 +177,29 @@ def test_vmap_and_loop_experts_give_equal_outputs(arch, shape):
         a, b = loop.network_(x), vec.network_(x)
     for u, v in zip(a, b):
         torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch, shape", [("mlp", (30, 5)), ("conv", (12, 1, 8, 8))])
+def test_vmap_and_loop_experts_give_equal_gradients_and_train_alike(arch, shape):
+    X = np.random.default_rng(0).random(shape).astype(np.float32)
+    params = dict(TINY, arch=arch, filters=2, n_blocks=2, epochs=0)
+    loop = MoA(3, experts_path="loop", **params, random_state=0).fit(X)
+    vec = MoA(3, experts_path="vmap", **params, random_state=0).fit(X)
+    x = torch.as_tensor(X)
+    for model in (loop, vec):
+        model.network_.zero_grad()
+        x_hats, _, P = model.network_(x)
+        competitive_loss(x, x_hats, P).backward()
+    for (name, p), q in zip(loop.network_.named_parameters(), vec.network_.parameters()):
+        assert q.grad is not None and p.grad.abs().sum() > 0, name
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    trained = {path: MoA(3, experts_path=path, **{**params, "epochs": 2}, random_state=0).fit(X)
+               for path in ("loop", "vmap")}
+    for p, q in zip(trained["loop"].network_.parameters(), trained["vmap"].network_.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)
+    moved = [float((p - s).detach().abs().max()) for p, s in zip(trained["vmap"].network_.experts.parameters(),
+                                                       loop.network_.experts.parameters())]
+    assert max(moved) > 1e-3  # the experts themselves trained, not only the router
 
 
 @pytest.mark.parametrize("loss", ["blend", "competitive", "minimax", "bound", "frobenius_bound", "switch"])

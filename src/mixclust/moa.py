@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
-from torch.func import functional_call, stack_module_state, vmap
+from torch.func import functional_call, vmap
 
 from . import distributed, metrics
 from . import nn as mnn
@@ -187,6 +187,19 @@ class Router(nn.Module):
         return torch.softmax(self.net(x.flatten(1) if x.dim() == 2 else x), dim=1)
 
 
+def _stacked_state(modules: nn.ModuleList) -> tuple[dict, dict]:
+    """Parameters and buffers of equally shaped modules stacked along a new first axis, for ``vmap``.
+
+    ``torch.stack`` keeps the stacked tensors in the autograd graph of the modules' own parameters, so a
+    backward pass through the vmapped call trains them. (``torch.func.stack_module_state`` returns detached
+    copies: the optimiser's parameters would get no gradient.)
+    """
+    named = [dict(m.named_parameters()) for m in modules]
+    buffers = [dict(m.named_buffers()) for m in modules]
+    return ({k: torch.stack([n[k] for n in named]) for k in named[0]},
+            {k: torch.stack([b[k] for b in buffers]) for k in buffers[0]})
+
+
 class Experts(nn.Module):
     """M autoencoders; ``forward(x)`` returns reconstructions (M, B, ...) and latents (M, B, d).
 
@@ -208,8 +221,8 @@ class Experts(nn.Module):
         if self.path == "loop":
             outputs = [self._one(e, d, x) for e, d in zip(self.encoders, self.decoders)]
             return torch.stack([o[0] for o in outputs]), torch.stack([o[1] for o in outputs])
-        enc_params, enc_buffers = stack_module_state(list(self.encoders))
-        dec_params, dec_buffers = stack_module_state(list(self.decoders))
+        enc_params, enc_buffers = _stacked_state(self.encoders)
+        dec_params, dec_buffers = _stacked_state(self.decoders)
         encoder, decoder = self.encoders[0], self.decoders[0]
 
         def one(ep, eb, dp, db):
