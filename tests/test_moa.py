@@ -161,6 +161,34 @@ def test_auto_start_budget_keeps_mnist_epochs_and_gives_small_data_more():
         MoA(2, **{**TINY, "router_epochs": "many"}).fit(X)
 
 
+def test_auto_competitive_scale_is_the_data_range_so_rescaled_features_cluster_alike():
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(400, n_features=4, centers=3, random_state=0)
+    params = {**TINY, "hidden": (32,), "latent_dim": 3, "epochs": 10, "batch_size": 32, "pretrain_epochs": "auto",
+              "router_epochs": "auto"}
+    scores = {}
+    for factor, scale in ((1.0, "auto"), (30.0, "auto"), (30.0, 1.0)):
+        model = MoA(3, **params, competitive_scale=scale, random_state=0).fit(X * factor)
+        scores[factor, scale] = metrics.evaluate(y, model.labels_)["nmi"]
+    assert model.competitive_scale_ == 1.0
+    assert MoA(3, **{**params, "epochs": 0}).fit(X * 30).competitive_scale_ == pytest.approx(np.ptp(X * 30), rel=1e-5)
+    # measured: 0.976 and 0.973 with the data's range as s, 0.264 with s = 1 on the data times 30
+    assert min(scores[1.0, "auto"], scores[30.0, "auto"]) > 0.9 > 0.5 > scores[30.0, 1.0]
+    images = np.random.default_rng(0).random((40, 1, 8, 8)).astype(np.float32)
+    images[0, 0, 0, 0], images[1, 0, 0, 0] = 0.0, 1.0
+    model = MoA(2, **{**TINY, "epochs": 0}, random_state=0).fit(images)
+    assert model.competitive_scale_ == 1.0  # images in [0, 1]: the scale every study ran with
+
+
+def test_a_fit_that_leaves_clusters_empty_warns():
+    with pytest.warns(mixclust.EmptyClusterWarning, match="1 of 3 clusters are empty .* 67%"):
+        MoA(3)._warn_empty_clusters(np.array([0, 0, 1]), 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", mixclust.EmptyClusterWarning)
+        MoA(2)._warn_empty_clusters(np.array([0, 1, 1]), 2)
+
+
 def test_gram_matrix_is_per_sample():
     P = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     np.testing.assert_allclose(gram_matrix(P).numpy(), 0.5 * np.eye(2))

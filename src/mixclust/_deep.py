@@ -10,6 +10,7 @@ the per-batch loss.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -19,6 +20,10 @@ from ._base import MixclustEstimator, check_float, check_int, check_option, reso
 from .training import Trainer
 
 ARCHS = ("auto", "mlp", "conv")
+
+
+class EmptyClusterWarning(UserWarning):
+    """A fitted model leaves some clusters without any sample (collapsed or dead experts)."""
 INFERENCE_BATCH = 2048
 
 
@@ -94,6 +99,14 @@ class DeepEstimator(MixclustEstimator):
         if n_samples < K:
             raise ValueError(f"{name}={K} is larger than the number of samples ({n_samples})")
         return K
+
+    def _warn_empty_clusters(self, labels: np.ndarray, n_clusters: int, hint: str = "") -> None:
+        """Warn (:class:`EmptyClusterWarning`) when some of the ``n_clusters`` clusters received no sample."""
+        sizes = np.bincount(labels, minlength=n_clusters)
+        if (sizes == 0).any():
+            warnings.warn(f"{type(self).__name__}: {int((sizes == 0).sum())} of {n_clusters} clusters are empty "
+                          f"after fit (the largest holds {sizes.max() / len(labels):.0%} of the samples)"
+                          + (f"; {hint}" if hint else ""), EmptyClusterWarning, stacklevel=3)
 
     def _validate_input(self, X, reset: bool, min_samples: int = 2) -> np.ndarray:
         """Check X and, at fit (``reset``), record the sample shape; later calls must match it."""

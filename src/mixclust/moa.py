@@ -262,7 +262,17 @@ class MoA(DeepEstimator):
     ridge : float, default=1e-4
         :math:`\epsilon` added to the diagonal of the per-sample G (keeps a dead expert finite).
     ema_momentum : float, default=0.9, for ``gram="ema"``.
-    competitive_scale : float, default=1.0, s of the ``competitive`` loss.
+    competitive_scale : float or "auto", default="auto"
+        s of the ``competitive`` loss, in the units of the data. ``"auto"``: the range of X
+        (max - min over all entries, kept as ``competitive_scale_``), 1 for images in [0, 1] (the scale every
+        study ran with), and for other data the same loss as if they were rescaled to [0, 1]. A fixed s = 1
+        on unscaled features makes the posterior over experts a hard minimum of errors of the order of
+        thousands. Measured on make_blobs (3,000 x 5, 4 centres; seeds 0 / 1): times 10, NMI 0.998 / 0.998
+        with ``"auto"`` against 0.000 / 0.577 with s = 1 (every point in one cluster for seed 0); times 100,
+        0.993 / 0.621 against 0.000 / 0.583; scikit-learn's raw wine 0.378 / 0.000 against 0.000 / 0.000,
+        standardised 0.820 / 0.795 against 0.807 / 0.777 (``benchmarks/probe_moa_scale.py auto 1.0``). The
+        networks themselves are not scale-free, so standardise tabular features (a warning names empty
+        clusters).
     switch_weight : float, default=0.01, weight of the balance term of ``switch``.
     balance : float or "auto", default="auto"
         Weight of :math:`\operatorname{KL}(\bar p \,\|\, \text{uniform})` added to any loss (against one
@@ -306,7 +316,7 @@ class MoA(DeepEstimator):
                           "random_state")
 
     def __init__(self, n_clusters=2, *, loss="competitive", gram="batch", ridge=1e-4, ema_momentum=0.9,
-                 competitive_scale=1.0, switch_weight=0.01, balance="auto", init="gmm", pretrain_epochs="auto",
+                 competitive_scale="auto", switch_weight=0.01, balance="auto", init="gmm", pretrain_epochs="auto",
                  router_epochs="auto",
                  arch="auto", latent_dim=10, filters=8, n_blocks=3, hidden=(256, 64), router_filters=8,
                  router_hidden=(64,), experts_path="auto", epochs=10, batch_size=256, lr=1e-3, clip_norm=None,
@@ -350,7 +360,8 @@ class MoA(DeepEstimator):
         check_float(self.ema_momentum, "ema_momentum", 0.0)
         if self.ema_momentum >= 1:
             raise ValueError(f"ema_momentum must be < 1, got {self.ema_momentum}")
-        check_float(self.competitive_scale, "competitive_scale", 0.0, strict=True)
+        if self.competitive_scale != "auto":
+            check_float(self.competitive_scale, "competitive_scale", 0.0, strict=True)
         check_float(self.switch_weight, "switch_weight", 0.0)
         if isinstance(self.balance, str) and self.balance != "auto":
             raise ValueError(f"balance must be 'auto' or a number >= 0, got {self.balance!r}")
@@ -400,6 +411,7 @@ class MoA(DeepEstimator):
         self._check_parameters(len(X))
         val = self._validation_pair(validation_data)
         data = self._to_device(X)
+        self._resolve_competitive_scale(X)
         if initialised is None:
             self._initialise(X, data)
         else:
@@ -415,6 +427,8 @@ class MoA(DeepEstimator):
                               mode="min" if val is None else "max")
         self.history_ = [*self._init_history, *({"stage": "train", **r} for r in history)]
         self.labels_ = self.predict(X)
+        self._warn_empty_clusters(self.labels_, int(self.n_clusters),
+                                  "a balance term (balance=...) or features scaled to [0, 1] may help")
         return self
 
     def initialise(self, X):
@@ -511,6 +525,13 @@ class MoA(DeepEstimator):
                           stacklevel=2)
         return G, B
 
+    def _resolve_competitive_scale(self, X: np.ndarray) -> None:
+        scale = self.competitive_scale
+        if scale == "auto":
+            scale = float(X.max()) - float(X.min())
+            scale = scale if scale > 0 else 1.0  # constant data: any s gives the same (zero-gradient) loss
+        self.competitive_scale_ = float(scale)
+
     def _balance_weight(self) -> float:
         if self.balance == "auto":
             return AUTO_BALANCE_PER_FEATURE.get(self.loss, 0.0) * int(np.prod(self.input_shape_))
@@ -526,7 +547,7 @@ class MoA(DeepEstimator):
         elif self.loss == "switch":
             loss = blend_loss(x, x_hats, P) + self.switch_weight * switch_balance_loss(P)
         elif self.loss == "competitive":
-            loss = competitive_loss(x, x_hats, P, self.competitive_scale)
+            loss = competitive_loss(x, x_hats, P, self.competitive_scale_)
         else:
             G, B = self._statistics(E, P)
             loss = GRAM_LOSSES[self.loss](G, B, self.ridge)

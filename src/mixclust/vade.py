@@ -321,6 +321,7 @@ class VaDE(DeepEstimator):
         self.history_ = [{"stage": "pretrain", **r} for r in self._pretrain_history] + history
         self._store_prior()
         self.labels_ = self.predict(X)
+        self._warn_empty_clusters(self.labels_, int(self.n_clusters))
         return self
 
     def pretrain(self, X):
