@@ -24,7 +24,7 @@ import torch
 import mixclust
 from mixclust import distributed
 from mixclust.cli import main
-from mixclust.training import Trainer, TrainingInterrupted
+from mixclust.training import Trainer, TrainingInterrupted, interrupted_after
 
 HERE = Path(__file__).resolve()
 TORCHRUN = Path(sys.executable).parent / "torchrun"
@@ -300,18 +300,8 @@ def test_checkpoint_of_one_process_resumes_on_two_ranks(tmp_path):
 
 
 def _killed_after_epoch_1(fit):
-    save = Trainer._save
-
-    def save_then_die(self, finished=False):
-        save(self, finished)
-        if len(self.history) == 1:
-            raise TrainingInterrupted("killed after the epoch-1 checkpoint")
-
-    Trainer._save = save_then_die
-    try:
+    with interrupted_after(1):
         return fit()
-    finally:
-        Trainer._save = save
 
 
 def test_loss_scale_makes_the_rank_average_the_global_batch_gradient():

@@ -189,6 +189,20 @@ def test_a_fit_that_leaves_clusters_empty_warns():
         MoA(2)._warn_empty_clusters(np.array([0, 1, 1]), 2)
 
 
+def test_resume_with_the_running_gram_matrix_is_exact(tmp_path):
+    from mixclust.training import TrainingInterrupted, interrupted_after
+
+    X, _ = two_groups(seed=4)
+    params = dict(TINY, loss="minimax", gram="ema", epochs=4, random_state=0, device="cpu")
+    reference = MoA(2, **params).fit(X)
+    with pytest.raises(TrainingInterrupted), interrupted_after(2, stage="moa"):
+        MoA(2, checkpoint_dir=tmp_path, **params).fit(X)
+    resumed = MoA(2, checkpoint_dir=tmp_path, **params).fit(X)
+    for (name, p), q in zip(reference.network_.state_dict().items(), resumed.network_.state_dict().values()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
+    assert int(resumed.network_.ema_steps) == 4 * 8  # 4 epochs of 8 batches
+
+
 def test_gram_matrix_is_per_sample():
     P = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     np.testing.assert_allclose(gram_matrix(P).numpy(), 0.5 * np.eye(2))

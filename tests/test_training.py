@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import mixclust
-from mixclust.training import Trainer, TrainingInterrupted
+from mixclust.training import Trainer, TrainingInterrupted, interrupted_after
 
 N, D = 48, 4
 
@@ -92,23 +92,14 @@ def test_finished_checkpoint_is_reused_without_training(tmp_path):
     assert_same_state(again.state_dict(), model.state_dict())
 
 
-def test_vae_resume_through_the_estimator(tmp_path, monkeypatch):
+def test_vae_resume_through_the_estimator(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.random((64, 1, 8, 8)).astype(np.float32)
     params = dict(arch="mlp", hidden=(16,), latent_dim=3, epochs=4, batch_size=16, random_state=1, device="cpu")
     reference = mixclust.VAE(**params).fit(X)
 
-    save = Trainer._save
-
-    def save_then_die(self, finished=False):
-        save(self, finished)
-        if len(self.history) == 2:
-            raise TrainingInterrupted("killed after the epoch-2 checkpoint")
-
-    monkeypatch.setattr(Trainer, "_save", save_then_die)
-    with pytest.raises(TrainingInterrupted):
+    with pytest.raises(TrainingInterrupted), interrupted_after(2):
         mixclust.VAE(checkpoint_dir=str(tmp_path), **params).fit(X)
-    monkeypatch.setattr(Trainer, "_save", save)
 
     torch.manual_seed(12345)
     resumed = mixclust.VAE(checkpoint_dir=str(tmp_path), **params).fit(X)
@@ -236,3 +227,19 @@ def test_unknown_optimizer_and_monitor_are_clear_errors():
     with pytest.raises(ValueError, match="cannot monitor 'val_nmi'"):
         Trainer(model, epochs=2, batch_size=16, lr=1e-3, patience=1).fit(make_data(), make_step(model),
                                                                           monitor="val_nmi")
+
+
+def test_a_checkpoint_of_other_parameters_or_data_is_refused_and_a_longer_run_continues_it(tmp_path):
+    X = np.random.default_rng(0).random((48, 6)).astype(np.float32)
+    params = dict(arch="mlp", hidden=(8,), latent_dim=2, batch_size=16, random_state=0, device="cpu")
+    mixclust.AutoEncoder(epochs=2, checkpoint_dir=tmp_path, **params).fit(X)
+    with pytest.raises(ValueError, match="different model or data set.*latent_dim: '2' there, '3' here"):
+        mixclust.AutoEncoder(epochs=2, checkpoint_dir=tmp_path, **{**params, "latent_dim": 3}).fit(X)
+    with pytest.raises(ValueError, match="different model or data set.*data"):
+        mixclust.AutoEncoder(epochs=2, checkpoint_dir=tmp_path, **params).fit(X[:40])
+    with pytest.raises(ValueError, match="holds 2 epochs.*more than epochs=1"):
+        mixclust.AutoEncoder(epochs=1, checkpoint_dir=tmp_path, **params).fit(X)
+    longer = mixclust.AutoEncoder(epochs=4, checkpoint_dir=tmp_path, verbose=0, **params).fit(X)
+    reference = mixclust.AutoEncoder(epochs=4, **params).fit(X)
+    assert without_seconds(longer.history_) == without_seconds(reference.history_)
+    assert_same_state(longer.encoder_.state_dict(), reference.encoder_.state_dict())

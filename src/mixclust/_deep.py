@@ -119,6 +119,7 @@ class DeepEstimator(MixclustEstimator):
         if reset:
             if len(X) < min_samples:
                 raise ValueError(f"need at least {min_samples} samples to fit, got {len(X)}")
+            self._data_fingerprint = data_fingerprint(X)
             self.input_shape_ = tuple(int(s) for s in X.shape[1:])
             self.n_features_in_ = int(np.prod(self.input_shape_))
             self.arch_ = ("mlp" if X.ndim == 2 else "conv") if self.arch == "auto" else self.arch
@@ -201,7 +202,18 @@ class DeepEstimator(MixclustEstimator):
         return Trainer(module, epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
                        lr=self.lr if lr is None else lr, clip_norm=self.clip_norm, patience=patience,
                        checkpoint_dir=getattr(self, "checkpoint_dir", None), name=name,
-                       seed=self._seed_value(), verbose=self.verbose, **kwargs)
+                       seed=self._seed_value(), verbose=self.verbose, signature=self._checkpoint_signature(name),
+                       **kwargs)
+
+    #: Parameters a checkpoint may differ in and still be resumed: how the run is shown, where it runs and
+    #: how long it trains (a run with more epochs continues a finished checkpoint).
+    _RESUMABLE_ACROSS = ("verbose", "device", "checkpoint_dir", "epochs", "patience")
+
+    def _checkpoint_signature(self, stage: str) -> dict:
+        """What a checkpoint of ``stage`` is written for: the estimator, its parameters, the data."""
+        params = {k: repr(v) for k, v in self.get_params(deep=False).items() if k not in self._RESUMABLE_ACROSS}
+        return {"estimator": type(self).__name__, "stage": stage, **params,
+                "data": repr(getattr(self, "_data_fingerprint", None))}
 
     def _seed_value(self) -> int:
         return 0 if self.random_state is None else int(self.random_state)

@@ -233,9 +233,14 @@ class Experts(nn.Module):
 
 
 class MoANetwork(nn.Module):
-    def __init__(self, experts: Experts, router: Router):
+    """Experts and router; the buffer ``ema_gram`` holds the running G of ``gram="ema"`` (with
+    ``ema_steps``, the batches averaged so far), so checkpoints carry it and a resumed run is exact."""
+
+    def __init__(self, experts: Experts, router: Router, n_experts: int):
         super().__init__()
         self.experts, self.router = experts, router
+        self.register_buffer("ema_gram", torch.zeros(n_experts, n_experts))
+        self.register_buffer("ema_steps", torch.zeros((), dtype=torch.long))
 
     def forward(self, x):
         x_hats, z = self.experts(x)
@@ -395,7 +400,7 @@ class MoA(DeepEstimator):
                                          n_blocks=int(self.n_blocks))
                    for _ in range(int(self.n_clusters))]
         router = Router(shape, int(self.n_clusters), int(self.router_filters), _check_hidden(self.router_hidden))
-        return {"network_": MoANetwork(Experts(experts, self._path()), router).to(self._device())}
+        return {"network_": MoANetwork(Experts(experts, self._path()), router, int(self.n_clusters)).to(self._device())}
 
     # -- training -----------------------------------------------------------------------------------
     def fit(self, X, y=None, validation_data=None, initialised=None):
@@ -418,7 +423,8 @@ class MoA(DeepEstimator):
             record = self._adopt_warm_start(initialised, X, "initialised")
             self._init_history = [dict(r) for r in record["history"]]
         self._seed()
-        self._ema_gram = None
+        self.network_.ema_gram.zero_()
+        self.network_.ema_steps.zero_()
         self._singular_warned = False
         trainer = self._trainer(self.network_, name="moa", patience=self.patience)
         validate = None if val is None else (lambda: {"val_nmi": metrics.external_metrics(
@@ -515,9 +521,11 @@ class MoA(DeepEstimator):
         M = P.shape[1]
         G, B = (sums[:M * M] / sums[-1]).view(M, M), (sums[M * M:2 * M * M] / sums[-1]).view(M, M)
         if self.gram == "ema":
-            if self._ema_gram is not None:
-                G = self.ema_momentum * self._ema_gram + (1 - self.ema_momentum) * G
-            self._ema_gram = G.detach()
+            network = self.network_
+            if network.ema_steps > 0:
+                G = self.ema_momentum * network.ema_gram + (1 - self.ema_momentum) * G
+            network.ema_gram.copy_(G.detach())
+            network.ema_steps += 1
         if not self._singular_warned and torch.linalg.cond(G.detach()) > SINGULAR_CONDITION:
             self._singular_warned = True
             warnings.warn(f"G = P^T P is near-singular (an expert receives almost no routing mass); "

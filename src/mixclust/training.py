@@ -39,6 +39,7 @@ resume on a different number of processes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import json
@@ -58,7 +59,25 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch
 
 
 class TrainingInterrupted(RuntimeError):
-    """Raised by ``stop_after`` hooks in tests to simulate a killed run."""
+    """Raised by :func:`interrupted_after` to simulate a killed run."""
+
+
+@contextlib.contextmanager
+def interrupted_after(epochs: int, stage: str | None = None):
+    """Testing aid: inside the block, a Trainer (of ``stage``, or any) raises :class:`TrainingInterrupted`
+    right after writing the checkpoint of epoch ``epochs``, as a run killed at that moment would."""
+    save = Trainer._save
+
+    def save_then_die(self, *args, **kwargs):
+        save(self, *args, **kwargs)
+        if len(self.history) == epochs and stage in (None, self.name):
+            raise TrainingInterrupted(f"killed after the epoch-{epochs} checkpoint of {self.name!r}")
+
+    Trainer._save = save_then_die
+    try:
+        yield
+    finally:
+        Trainer._save = save
 
 
 class Trainer:
@@ -80,7 +99,7 @@ class Trainer:
     def __init__(self, module: nn.Module, *, epochs: int, batch_size: int, lr: float, optimizer: str = "adam",
                  optimizer_kwargs: dict | None = None, clip_norm: float | None = None, shuffle: bool = True,
                  patience: int | None = None, min_delta: float = 0.0, checkpoint_dir=None, name: str = "train",
-                 seed: int = 0, verbose: int = 0, parameters=None):
+                 seed: int = 0, verbose: int = 0, parameters=None, signature: dict | None = None):
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; expected one of {', '.join(OPTIMIZERS)}")
         self.module = module
@@ -89,6 +108,9 @@ class Trainer:
         self.patience, self.min_delta = patience, min_delta
         self.checkpoint = Path(checkpoint_dir) / f"{name}.pt" if checkpoint_dir is not None else None
         self.name, self.verbose = name, verbose
+        # What the checkpoint must have been written for (the estimator's parameters and data): a checkpoint
+        # of another model or data set in the same folder is refused rather than silently resumed.
+        self.signature = None if signature is None else json.loads(json.dumps(signature, default=str))
         params = list(parameters) if parameters is not None else list(module.parameters())
         self.optimizer = OPTIMIZERS[optimizer](params, lr=lr, **(optimizer_kwargs or {}))
         self.generator = torch.Generator().manual_seed(int(seed))
@@ -97,28 +119,46 @@ class Trainer:
         self._bad_epochs = 0
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def _state(self, finished: bool) -> dict:
+    def _state(self, finished: bool, stopped_early: bool = False) -> dict:
         return {
             "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "history": json.dumps(self.history), "bad_epochs": self._bad_epochs,
             "best_value": self._best["value"], "best_epoch": self._best["epoch"],
-            "best_state": self._best["state"] or {}, "finished": finished,
+            "best_state": self._best["state"] or {}, "finished": finished, "stopped_early": stopped_early,
+            "signature": json.dumps(self.signature),
         }
 
-    def _save(self, finished: bool = False) -> None:
+    def _save(self, finished: bool = False, stopped_early: bool = False) -> None:
         """Rank 0 writes the checkpoint; every rank waits until it is complete."""
         if self.checkpoint is None:
             return
         if distributed.is_main_process():
-            atomic_save(self._state(finished), self.checkpoint)
+            atomic_save(self._state(finished, stopped_early), self.checkpoint)
         distributed.barrier()
 
+    def _check_signature(self, state: dict) -> None:
+        saved = json.loads(state.get("signature") or "null")
+        if saved is None or self.signature is None or saved == self.signature:
+            return
+        if isinstance(saved, dict) and isinstance(self.signature, dict):
+            keys = sorted(k for k in saved.keys() | self.signature.keys() if saved.get(k) != self.signature.get(k))
+            differs = "; ".join(f"{k}: {saved.get(k)!r} there, {self.signature.get(k)!r} here" for k in keys)
+        else:
+            differs = f"{saved!r} there, {self.signature!r} here"
+        raise ValueError(f"checkpoint {self.checkpoint} was written by a different model or data set ({differs}); "
+                         "use another checkpoint_dir or delete it")
+
     def _resume(self) -> bool:
-        """Load the checkpoint if there is one; returns whether training had already finished."""
+        """Load the checkpoint if there is one; returns whether training had already finished.
+
+        A checkpoint that completed fewer epochs than ``epochs`` is continued (so a finished run can be
+        trained longer); one with more epochs, or written for another signature, is refused.
+        """
         if self.checkpoint is None or not self.checkpoint.exists():
             return False
         state = safe_torch_load(self.checkpoint, what="checkpoint")
+        self._check_signature(state)
         try:
             self.module.load_state_dict(state["module"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -128,10 +168,14 @@ class Trainer:
         except (KeyError, RuntimeError, ValueError) as exc:
             raise ValueError(f"checkpoint {self.checkpoint} does not match this model "
                              f"(different parameters?): {str(exc).splitlines()[0]}") from None
+        if len(self.history) > self.epochs:
+            raise ValueError(f"checkpoint {self.checkpoint} holds {len(self.history)} epochs of {self.name!r}, "
+                             f"more than epochs={self.epochs}; use another checkpoint_dir or delete it")
         self._bad_epochs = state["bad_epochs"]
         self._best = {"value": state["best_value"], "epoch": state["best_epoch"],
                       "state": state["best_state"] or None}
-        return bool(state["finished"])
+        stopped_early = state.get("stopped_early", bool(state["finished"]))
+        return stopped_early or len(self.history) == self.epochs
 
     # -- the loop ---------------------------------------------------------------------------------
     def fit(self, data, step: Callable[[tuple], dict], *, validate: Callable[[], dict] | None = None,
@@ -174,7 +218,7 @@ class Trainer:
             stop = self._early_stopping(record, monitor, mode)
             if on_epoch_end is not None:
                 on_epoch_end(epoch + 1, record)
-            self._save(finished=stop or epoch + 1 == self.epochs)
+            self._save(finished=stop or epoch + 1 == self.epochs, stopped_early=stop)
             if stop:
                 break
         bar.close()
