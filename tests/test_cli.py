@@ -120,3 +120,12 @@ def test_fit_refuses_models_that_do_not_cluster(tmp_path, capsys):
     code, _, err = run(["fit", "--model", "ae", "--data", "iris", "--n-clusters", "3", "--out", str(tmp_path)],
                        capsys)
     assert code == 1 and "does not cluster" in err and "aekm" in err
+
+
+def test_quick_reproduce_never_writes_over_the_committed_report(tmp_path, monkeypatch):
+    from mixclust import studies
+
+    monkeypatch.chdir(tmp_path)
+    readme = studies.run("gmm", quick=True)
+    assert readme.resolve() == (tmp_path / "runs" / "reproduce" / "gmm-quick" / "README.md").resolve()
+    assert not (tmp_path / "reports").exists()

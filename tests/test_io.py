@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import stat
 import warnings
 
 import numpy as np
@@ -215,3 +216,20 @@ def test_load_never_runs_code(tmp_path, writer):
         warnings.filterwarnings("ignore", message="Detected pickle protocol")  # raw pickle, torch warns
         assert_load_fails_naming(path)
     assert not marker.exists()
+
+
+def test_saved_files_get_the_usual_permissions_and_a_torch_device_parameter_is_stored(tmp_path, X):
+    from mixclust.reports import atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        model = GaussianMixture(2, device=torch.device("cpu"), random_state=0).fit(X)
+        model.save(tmp_path / "model")
+        atomic_write_text(tmp_path / "report.md", "text")
+    finally:
+        os.umask(umask)
+    for name in ("model", "report.md"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
+    loaded = mixclust.load(tmp_path / "model")
+    assert loaded.get_params()["device"] == "cpu"
+    np.testing.assert_array_equal(loaded.predict(X), model.predict(X))

@@ -31,13 +31,23 @@ FORMAT = "mixclust-model"
 VERSION = 1
 
 
+def temporary_beside(path: Path, suffix: str = ".tmp") -> tuple[int, str]:
+    """A temporary file in ``path``'s folder for an atomic rename onto ``path``, with the permissions a
+    plain ``open`` would give (``mkstemp`` makes it 0600, so every model and report would be private)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return fd, tmp
+
+
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """``torch.save(obj, path)`` through a temporary file and an atomic rename."""
     path = Path(path)
     if path.is_dir():
         raise ValueError(f"cannot save to {path}: it is a directory")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
@@ -89,6 +99,8 @@ def _encode(value, tensors: dict, key: str):
         return value.item()
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+    if isinstance(value, torch.device):  # device=torch.device("cuda:0") is accepted like "cuda:0"
+        return str(value)
     if isinstance(value, (np.ndarray, torch.Tensor)):
         tensors[key] = torch.as_tensor(np.asarray(value) if isinstance(value, np.ndarray) else value).clone()
         return {"__tensor__": key, "numpy": isinstance(value, np.ndarray)}

@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("study", help="study name: " + ", ".join(_study_names()))
     rep.add_argument("--quick", action="store_true", help="tiny version for CI (seconds to minutes)")
     rep.add_argument("--seed", type=int, default=0)
-    rep.add_argument("--out", default=None, help="report folder (default reports/STUDY)")
+    rep.add_argument("--out", default=None,
+                     help="report folder (default reports/STUDY; with --quick runs/reproduce/STUDY-quick)")
     rep.add_argument("--data-dir", default=None)
     rep.set_defaults(func=cmd_reproduce)
 

@@ -58,7 +58,6 @@ import hashlib
 import os
 import re
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +65,8 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+
+from ._io import temporary_beside
 
 __all__ = ["DATASETS", "NAMES", "SPLITS", "DataNotFoundError", "Dataset", "available", "load"]
 
@@ -274,7 +275,7 @@ def _download_enabled(download):
 def _fetch_verified(url, dest, sha256):
     """Download a gzip file, decompress it to ``dest`` atomically, check the sha256."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    fd, tmp = temporary_beside(dest, suffix=".part")
     digest = hashlib.sha256()
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp, \

@@ -644,7 +644,7 @@ class GaussianMixture(MixclustEstimator):
             previous = log_lik
             log_lik, stats = self._e_pass(W, features, n_samples)
             history.append(log_lik)
-            bar.set_postfix(loglik=f"{log_lik:.6f}")
+            bar.set_postfix(loglik=f"{log_lik:.6f}", refresh=False)
             if abs(log_lik - previous) < self.tol:
                 converged = True
                 break

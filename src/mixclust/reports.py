@@ -11,7 +11,6 @@ import datetime as _dt
 import math
 import os
 import platform
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -19,12 +18,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ._io import temporary_beside  # noqa: E402
+
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = temporary_beside(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
@@ -102,7 +103,7 @@ class Report:
     def figure(self, fig, name: str, caption: str = "") -> Path:
         """Save ``fig`` as ``out_dir/name`` (PNG) and reference it in the report."""
         path = self.out_dir / name
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=self.out_dir)
+        fd, tmp = temporary_beside(path, suffix=".png")
         os.close(fd)
         try:
             fig.savefig(tmp, dpi=110, bbox_inches="tight")

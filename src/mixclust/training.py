@@ -207,7 +207,7 @@ class Trainer:
                 for key, value in terms.items():
                     sums[key] = sums.get(key, 0.0) + value * weight
                 bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{terms['loss']:.4g}")
+                bar.set_postfix(epoch=epoch + 1, loss=f"{terms['loss']:.4g}", refresh=False)  # drawn by update()
             record = {"epoch": epoch + 1, **{k: v / n for k, v in self._global_sums(sums).items()}}
             if validate is not None:
                 self.module.eval()

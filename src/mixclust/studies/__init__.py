@@ -101,9 +101,13 @@ def describe() -> dict[str, str]:
 
 
 def run(name: str, out_dir=None, quick: bool = False, seed: int = 0, data_dir=None) -> Path:
-    """Run study ``name``; the report goes to ``out_dir`` (default ``reports/<name>``)."""
+    """Run study ``name``; the report goes to ``out_dir``, by default ``reports/<name>`` (the committed
+    report) for the full study and ``runs/reproduce/<name>-quick`` for ``quick``, whose numbers mean
+    nothing and must not overwrite it."""
     if name not in STUDIES:
         raise ValueError(f"unknown study {name!r}; available: {', '.join(sorted(STUDIES))}")
     module = importlib.import_module(STUDIES[name])
-    out_dir = Path(out_dir) if out_dir is not None else Path("reports") / name
+    if out_dir is None:
+        out_dir = Path("runs") / "reproduce" / f"{name}-quick" if quick else Path("reports") / name
+    out_dir = Path(out_dir)
     return module.run(out_dir=out_dir, quick=quick, seed=seed, data_dir=data_dir)
