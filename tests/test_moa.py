@@ -340,3 +340,25 @@ def test_bad_parameters(kwargs, fragment):
     X = np.random.default_rng(0).random((20, 4)).astype(np.float32)
     with pytest.raises(ValueError, match=fragment):
         MoA(**{**TINY, **kwargs}).fit(X)
+
+
+def test_fit_leaves_the_global_generators_alone_and_random_state_follows_scikit_learn():
+    X, _ = two_groups()
+    params = {**TINY, "epochs": 1}
+    draws = []
+    for _ in range(2):
+        np.random.seed(1000)
+        torch.manual_seed(1000)
+        MoA(2, **params, random_state=3).fit(X)
+        draws.append((np.random.rand(), float(torch.rand(1))))
+    np.random.seed(1000)
+    torch.manual_seed(1000)
+    assert draws[0] == draws[1] == (np.random.rand(), float(torch.rand(1)))  # as if fit had not run
+    fixed = [MoA(2, **params, random_state=3).fit(X).predict_proba(X) for _ in range(2)]
+    np.testing.assert_array_equal(*fixed)
+    free = [MoA(2, **params, random_state=None).fit(X).predict_proba(X) for _ in range(2)]
+    assert not np.array_equal(*free)  # None: a fresh seed per fit, as in scikit-learn
+    from_generator = MoA(2, **params, random_state=np.random.RandomState(0)).fit(X)
+    assert np.isfinite(from_generator.predict_proba(X)).all()
+    with pytest.raises(TypeError, match="random_state"):
+        MoA(2, **params, random_state="seven").fit(X)

@@ -9,6 +9,7 @@ the per-batch loss.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -49,6 +50,39 @@ def as_float_array(X, name: str = "X") -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return array
+
+
+def _draw_seed(random_state) -> int:
+    if random_state is None:
+        return int(np.random.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.RandomState):
+        return int(random_state.randint(0, 2**31 - 1))
+    if isinstance(random_state, np.random.Generator):
+        return int(random_state.integers(0, 2**31 - 1))
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+        raise TypeError(f"random_state must be None, an int, a numpy RandomState or Generator, got {random_state!r}")
+    return int(random_state)
+
+
+def keeps_global_rng(method):
+    """Decorator of the public fitting methods of deep models: one seed per call (see ``_seed_value``), and
+    torch's and NumPy's global generators left as the caller had them (fitting seeds them internally)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if getattr(self, "_drawn_seed", None) is not None:  # a nested call (e.g. fit -> pretrain)
+            return method(self, *args, **kwargs)
+        self._drawn_seed = _draw_seed(self.random_state)
+        numpy_state = np.random.get_state()
+        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        try:
+            with torch.random.fork_rng(devices=devices):
+                return method(self, *args, **kwargs)
+        finally:
+            np.random.set_state(numpy_state)
+            self._drawn_seed = None
+
+    return wrapper
 
 
 def epochs_for_steps(steps: int, n_samples: int, batch_size: int) -> int:
@@ -188,7 +222,9 @@ class DeepEstimator(MixclustEstimator):
         return record
 
     def _seed(self) -> int:
-        seed = 0 if self.random_state is None else int(self.random_state)
+        """Seed the global generators (torch's weight initialisation draws from them) from ``random_state``;
+        the public fitting methods are wrapped in :func:`keeps_global_rng`, which restores them after."""
+        seed = self._seed_value()
         torch.manual_seed(seed)
         np.random.seed(seed % (2**32))
         return seed
@@ -211,12 +247,19 @@ class DeepEstimator(MixclustEstimator):
 
     def _checkpoint_signature(self, stage: str) -> dict:
         """What a checkpoint of ``stage`` is written for: the estimator, its parameters, the data."""
-        params = {k: repr(v) for k, v in self.get_params(deep=False).items() if k not in self._RESUMABLE_ACROSS}
+        params = {k: repr(v) if isinstance(v, (int, float, str, tuple, list, type(None))) else type(v).__name__
+                  for k, v in self.get_params(deep=False).items() if k not in self._RESUMABLE_ACROSS}
         return {"estimator": type(self).__name__, "stage": stage, **params,
                 "data": repr(getattr(self, "_data_fingerprint", None))}
 
     def _seed_value(self) -> int:
-        return 0 if self.random_state is None else int(self.random_state)
+        """The fit's seed: ``random_state`` if an int; drawn once per fit (by :func:`keeps_global_rng`) from
+        NumPy's global generator for ``None`` and from the given generator for a ``RandomState``, as in
+        scikit-learn."""
+        drawn = getattr(self, "_drawn_seed", None)
+        if drawn is not None:
+            return drawn
+        return _draw_seed(self.random_state)
 
     @torch.no_grad()
     def _batched(self, fn, X: np.ndarray, batch_size: int = INFERENCE_BATCH) -> list:

@@ -54,7 +54,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import nn as mnn
 from ._base import MixclustEstimator, check_float, check_int, check_option
-from ._deep import INFERENCE_BATCH, DeepEstimator, as_float_array
+from ._deep import INFERENCE_BATCH, DeepEstimator, as_float_array, keeps_global_rng
 from ._registry import MODELS, register
 from .gmm import COVARIANCE_TYPES, GaussianMixture
 
@@ -283,6 +283,7 @@ class AutoEncoder(DeepEstimator):
         return out[0] if self._gaussian else out
 
     # -- training -----------------------------------------------------------------------------------
+    @keeps_global_rng
     def fit(self, X, y=None, validation_data=None):
         """Train on X (labels ``y`` are ignored; ``validation_data=(X_val, y_val)`` is monitored).
 
@@ -546,6 +547,7 @@ class AEClustering(DeepEstimator):
             return VAE(beta=self.beta, random_state=self.random_state, **params)
         return AutoEncoder(random_state=self.random_state, **params)
 
+    @keeps_global_rng
     def fit(self, X, y=None, validation_data=None):
         """Train the autoencoder (unless given by :meth:`from_autoencoder`), then cluster its latent means."""
         self._check_parameters()

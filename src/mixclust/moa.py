@@ -47,7 +47,7 @@ from torch.func import functional_call, vmap
 from . import distributed, metrics
 from . import nn as mnn
 from ._base import check_float, check_int, check_option
-from ._deep import DeepEstimator, epochs_for_steps, latent_gmm
+from ._deep import DeepEstimator, epochs_for_steps, keeps_global_rng, latent_gmm
 from ._registry import register
 from .autoencoder import _check_hidden, reconstruction_loss
 
@@ -403,6 +403,7 @@ class MoA(DeepEstimator):
         return {"network_": MoANetwork(Experts(experts, self._path()), router, int(self.n_clusters)).to(self._device())}
 
     # -- training -----------------------------------------------------------------------------------
+    @keeps_global_rng
     def fit(self, X, y=None, validation_data=None, initialised=None):
         """Initialise (``init``), then train experts and router jointly on ``loss``.
 
@@ -437,6 +438,7 @@ class MoA(DeepEstimator):
                                   "a balance term (balance=...) or features scaled to [0, 1] may help")
         return self
 
+    @keeps_global_rng
     def initialise(self, X):
         """Build the network and run the initialisation only; pass the result as ``initialised=`` to fit."""
         X = self._validate_input(X, reset=True)

@@ -48,7 +48,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ._base import check_float, check_int, check_option, resolve_device
-from ._deep import INFERENCE_BATCH, DeepEstimator, as_float_array
+from ._deep import INFERENCE_BATCH, DeepEstimator, as_float_array, keeps_global_rng
 from ._registry import register
 from .training import Trainer
 
@@ -440,6 +440,7 @@ class ObjectiveClustering(DeepEstimator):
         return (total / n).view(self.n_clusters, -1)
 
     # -- fit ----------------------------------------------------------------------------------------
+    @keeps_global_rng
     def fit(self, X, y=None, validation_data=None):
         """Train ``n_init`` networks on X and keep the one with the lowest objective (labels ``y`` unused).
 

@@ -61,7 +61,7 @@ from torch import nn
 from . import metrics
 from . import nn as mnn
 from ._base import check_float, check_int, check_option
-from ._deep import DeepEstimator, as_float_array, latent_gmm
+from ._deep import DeepEstimator, as_float_array, keeps_global_rng, latent_gmm
 from ._registry import register
 from .autoencoder import LOSSES, _check_hidden, reconstruction_loss, reparameterize
 
@@ -291,6 +291,7 @@ class VaDE(DeepEstimator):
         return {"network_": network.to(self._device())}
 
     # -- training -----------------------------------------------------------------------------------
+    @keeps_global_rng
     def fit(self, X, y=None, validation_data=None, pretrained=None):
         """Pretrain, initialise the prior by K-means, then train the full objective.
 
@@ -324,6 +325,7 @@ class VaDE(DeepEstimator):
         self._warn_empty_clusters(self.labels_, int(self.n_clusters))
         return self
 
+    @keeps_global_rng
     def pretrain(self, X):
         """Stage (1) only: build the network and pretrain it as a plain autoencoder.
 
