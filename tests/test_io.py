@@ -155,6 +155,14 @@ def test_load_random_bytes(tmp_path):
     assert_load_fails_naming(path)
 
 
+def test_load_of_a_text_file_says_what_it_is_not_and_gives_no_unsafe_advice(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("index,label\n0,1\n")
+    with pytest.raises(ValueError, match="not a file written by mixclust") as info:
+        mixclust.load(path)
+    assert "weights_only" not in str(info.value)
+
+
 @pytest.mark.parametrize("payload", [
     {"weights": torch.zeros(3)},
     torch.zeros(3),

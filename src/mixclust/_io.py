@@ -67,12 +67,18 @@ def safe_torch_load(path: str | os.PathLike, what: str = "file"):
         raise ValueError(f"{what} {path} does not exist")
     if path.is_dir():
         raise ValueError(f"{what} {path} is a directory, expected a file written by save()")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{what} {path} is not a file written by mixclust (save() or a checkpoint): "
+                         "it is not a torch archive")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        # torch's message advises weights_only=False, which is exactly what must not be done with a stranger's
+        # file; keep only the line naming what was refused.
+        refused = [line.strip() for line in str(exc).splitlines() if "GLOBAL" in line or "Unsupported" in line]
         raise ValueError(
             f"{what} {path} is not a valid mixclust file, or holds objects other than tensors and plain "
-            f"values, which are never unpickled: {(str(exc).splitlines() or [repr(exc)])[0]}"
+            "values, which are never unpickled" + (f" ({refused[0]})" if refused else "")
         ) from None
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, KeyError, ValueError) as exc:
         detail = (str(exc).splitlines() or [repr(exc)])[0]
