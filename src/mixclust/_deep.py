@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
+from . import distributed
 from ._base import MixclustEstimator, check_float, check_int, check_option, resolve_device
 from .training import Trainer
 
@@ -64,6 +65,27 @@ def _draw_seed(random_state) -> int:
     return int(random_state)
 
 
+def _signature_value(value) -> str:
+    """A parameter as a checkpoint signature compares it: NumPy scalars as their Python values, lists as
+    tuples (``hidden=[64]`` builds the network ``(64,)`` does), generators by their type alone."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, (list, tuple)):
+        return repr(tuple(_signature_value(v) for v in value))
+    if isinstance(value, (int, float, str, type(None))):
+        return repr(value)
+    return type(value).__name__
+
+
+def _shared_seed(seed: int) -> int:
+    """Rank 0's seed on every rank under torch.distributed (``random_state=None`` draws one per process, and
+    the ranks must shuffle with the same permutation to split each global batch), ``seed`` otherwise."""
+    if not distributed.is_distributed():
+        return seed
+    tensor = torch.tensor([seed], dtype=torch.long, device=distributed._collective_device())
+    return int(distributed.broadcast(tensor).item())
+
+
 def keeps_global_rng(method):
     """Decorator of the public fitting methods of deep models: one seed per call (see ``_seed_value``), and
     torch's and NumPy's global generators left as the caller had them (fitting seeds them internally)."""
@@ -72,9 +94,11 @@ def keeps_global_rng(method):
     def wrapper(self, *args, **kwargs):
         if getattr(self, "_drawn_seed", None) is not None:  # a nested call (e.g. fit -> pretrain)
             return method(self, *args, **kwargs)
-        self._drawn_seed = _draw_seed(self.random_state)
+        self._drawn_seed = _shared_seed(_draw_seed(self.random_state))
         numpy_state = np.random.get_state()
-        devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+        device = self._device()
+        devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+            if device.type == "cuda" else []
         try:
             with torch.random.fork_rng(devices=devices):
                 return method(self, *args, **kwargs)
@@ -140,7 +164,8 @@ class DeepEstimator(MixclustEstimator):
         if (sizes == 0).any():
             warnings.warn(f"{type(self).__name__}: {int((sizes == 0).sum())} of {n_clusters} clusters are empty "
                           f"after fit (the largest holds {sizes.max() / len(labels):.0%} of the samples)"
-                          + (f"; {hint}" if hint else ""), EmptyClusterWarning, stacklevel=3)
+                          + (f"; {hint}" if hint else ""), EmptyClusterWarning,
+                          stacklevel=4)  # this, the model's fit, keeps_global_rng, the caller
 
     def _validate_input(self, X, reset: bool, min_samples: int = 2) -> np.ndarray:
         """Check X and, at fit (``reset``), record the sample shape; later calls must match it."""
@@ -247,8 +272,8 @@ class DeepEstimator(MixclustEstimator):
 
     def _checkpoint_signature(self, stage: str) -> dict:
         """What a checkpoint of ``stage`` is written for: the estimator, its parameters, the data."""
-        params = {k: repr(v) if isinstance(v, (int, float, str, tuple, list, type(None))) else type(v).__name__
-                  for k, v in self.get_params(deep=False).items() if k not in self._RESUMABLE_ACROSS}
+        params = {k: _signature_value(v) for k, v in self.get_params(deep=False).items()
+                  if k not in self._RESUMABLE_ACROSS}
         return {"estimator": type(self).__name__, "stage": stage, **params,
                 "data": repr(getattr(self, "_data_fingerprint", None))}
 

@@ -242,6 +242,13 @@ class MoANetwork(nn.Module):
         self.register_buffer("ema_gram", torch.zeros(n_experts, n_experts))
         self.register_buffer("ema_steps", torch.zeros((), dtype=torch.long))
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Models and checkpoints written before the running G became a buffer (2026-12-02) lack these two:
+        # they load with an empty average, which is what a new fit starts from anyway.
+        for name in ("ema_gram", "ema_steps"):
+            state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, x):
         x_hats, z = self.experts(x)
         return x_hats, z, self.router(x)
