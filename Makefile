@@ -9,12 +9,13 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test test-all bench lint reports clean
+.PHONY: help venv demo test test-all bench suite lint reports clean
 
 help:
 	@echo "make demo    create .venv, install, cluster scikit-learn's digits with every model (report in runs/demo)"
 	@echo "make test    create/use .venv and run the fast test suite"
 	@echo "make bench   speed benchmarks (GMM vs scikit-learn)"
+	@echo "make suite   every clusterer with its defaults on many data sets (reports/suite; WHOLE=1 adds whole MNIST/Fashion)"
 	@echo "make lint    ruff"
 
 $(STAMP): pyproject.toml
@@ -38,6 +39,12 @@ test-all: $(STAMP)
 # The peer (NumPy/OpenBLAS) runs at its best: OPENBLAS_CORETYPE/L2_SIZE unset for this command only.
 bench: $(STAMP)
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY) benchmarks/bench_gmm.py
+
+# Resumes from reports/suite/.runs; SUITE_ARGS e.g. "--sets digits,iris --models vade,kmeans".
+WHOLE ?=
+SUITE_ARGS ?=
+suite: $(STAMP)
+	$(VENV)/bin/mixclust benchmark --report $(if $(WHOLE),--whole) $(SUITE_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

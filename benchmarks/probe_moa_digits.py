@@ -19,17 +19,19 @@ import torch
 from mixclust import MoA, datasets, metrics
 from mixclust.cli import prepare_input
 
+# The settings the demo gave MoA before the demo ran every model's defaults (issue 17).
+DEMO_SETTINGS = {"epochs": 30, "batch_size": 64, "arch": "mlp", "hidden": (64,), "latent_dim": 8}
 torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 variants = json.loads(sys.argv[1]) if len(sys.argv) > 1 else [{}]
 X, y = datasets.load("digits")
 for override in variants:
     for seed in (0, 1, 2):
-        model = MoA(10, **{**MoA._demo_params, **override, "random_state": seed})
+        model = MoA(10, **{**DEMO_SETTINGS, **override, "random_state": seed})
         inputs = prepare_input(model, X)
         start = time.perf_counter()
         model.fit(inputs, validation_data=(inputs, y))
         val_nmi = [r["val_nmi"] for r in model.history_ if r["stage"] == "train"]
-        started = MoA(10, **{**MoA._demo_params, **override, "random_state": seed}).initialise(inputs)
+        started = MoA(10, **{**DEMO_SETTINGS, **override, "random_state": seed}).initialise(inputs)
         router_vs_start = (metrics.external_metrics(started.init_labels_, started.predict(inputs))["nmi"]
                            if hasattr(started, "init_labels_") else None)
         pred = model.predict(inputs)

@@ -59,7 +59,7 @@ def states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 ])
 def test_output_shapes(model, shape, params, arch):
     X = np.random.default_rng(0).random((12, *shape)).astype(np.float32)
-    est = model(epochs=1, **{**TINY, **params}).fit(X)
+    est = model(epochs=1, **{**TINY, "arch": arch, **params}).fit(X)
     assert est.arch_ == arch and est.input_shape_ == shape
     Z = est.transform(X)
     assert Z.shape == (12, 3) and Z.dtype == np.float32
@@ -70,7 +70,7 @@ def test_output_shapes(model, shape, params, arch):
 
 def test_three_dimensional_input_is_one_channel_images():
     X = np.random.default_rng(0).random((10, 8, 8)).astype(np.float32)
-    ae = AutoEncoder(epochs=1, **TINY).fit(X)
+    ae = AutoEncoder(epochs=1, arch="conv", **TINY).fit(X)
     assert ae.arch_ == "conv" and ae.input_shape_ == (1, 8, 8)
     assert ae.reconstruct(X).shape == (10, 1, 8, 8)
     # flattened samples of a fitted image model are accepted and reshaped
@@ -147,8 +147,8 @@ def test_training_lowers_the_loss_and_beats_the_mean_image(fixture, request, ima
 
 def test_conv_training_lowers_the_reconstruction_error(images):
     X = images[0]
-    untrained = AutoEncoder(epochs=0, **TINY).fit(X)
-    trained = AutoEncoder(epochs=5, lr=3e-3, **TINY).fit(X)
+    untrained = AutoEncoder(epochs=0, arch="conv", **TINY).fit(X)
+    trained = AutoEncoder(epochs=5, lr=3e-3, arch="conv", **TINY).fit(X)
     assert trained.arch_ == "conv"
     assert trained.history_[-1]["loss"] < trained.history_[0]["loss"]
     assert trained.reconstruction_error(X) < untrained.reconstruction_error(X)
@@ -282,7 +282,7 @@ def test_save_load_round_trip(fixture, request, images, tmp_path):
 
 def test_save_load_keeps_a_linear_output_and_conv_networks(tmp_path):
     X = 3 * np.random.default_rng(0).standard_normal((16, 2, 6, 6)).astype(np.float32)
-    ae = AutoEncoder(epochs=1, n_blocks=2, **TINY).fit(X)
+    ae = AutoEncoder(epochs=1, n_blocks=2, arch="conv", **TINY).fit(X)
     ae.save(tmp_path / "m.bin")
     loaded = mixclust.load(tmp_path / "m.bin")
     assert loaded.output_activation_ == "linear" and loaded.arch_ == "conv"
@@ -382,7 +382,7 @@ def test_bad_input_is_a_clear_error(fitted_ae):
     with pytest.raises(ValueError, match="loss='bce' needs data in"):
         AutoEncoder(loss="bce", epochs=1, **TINY).fit(X * 2)
     with pytest.raises(ValueError, match="too small"):
-        AutoEncoder(n_blocks=4, epochs=1, **TINY).fit(X)
+        AutoEncoder(arch="conv", n_blocks=4, epochs=1, **TINY).fit(X)
     with pytest.raises(ValueError, match="fitted on samples of shape"):
         fitted_ae.transform(rng.random((4, 1, 7, 7)))
     with pytest.raises(ValueError, match="fitted on samples of shape"):

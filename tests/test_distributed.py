@@ -180,7 +180,11 @@ def test_distributed_em_equals_single_process(tmp_path):
     single = gmm_result(gmm_fit(X, "full", "kmeans"))
     mapped = np.load(tmp_path / "gmm-memmap-1.npz")
     np.testing.assert_allclose(mapped["history"], single["history"], rtol=1e-10, atol=0)
-    assert np.array_equal(mapped["labels"], single["labels"])
+    # The same partition: the k-means start over the streamed shards may list the same centres in another
+    # order (seen on a loaded 2-core machine), which renames the components but changes no likelihood.
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(mapped["labels"], single["labels"]) == 1.0
 
 
 # ------------------------------------------------------------------------------------------------

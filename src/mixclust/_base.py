@@ -81,8 +81,6 @@ class MixclustEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
     _n_clusters_param = "n_clusters"
     # Tabular models take 2-D arrays only; the CLI and the demo flatten images for them.
     _tabular = False
-    # Parameters the demo (`make demo`, scikit-learn's digits) uses beside the defaults.
-    _demo_params: dict = {}
     # Whether the model assigns clusters (predict/predict_proba); the demo skips those that do not.
     _clusterer = True
 

@@ -1,8 +1,9 @@
 """Base of the deep models: input checks, architecture choice, seeding, batched inference.
 
 Deep estimators accept tabular data (n, D) and images (n, C, H, W) (a 3-D array
-(n, H, W) is read as one-channel images). ``arch="auto"`` picks the MLP for
-tabular input and the convolutional network for images (SPEC §6). Training goes
+(n, H, W) is read as one-channel images). ``arch="auto"`` picks the MLP for both:
+the convolutional networks (``arch="conv"``) clustered worse on the image sets of the
+benchmark suite (reports/suite). Training goes
 through :class:`mixclust.training.Trainer`; subclasses supply the module and
 the per-batch loss.
 """
@@ -24,9 +25,18 @@ from .training import Trainer
 ARCHS = ("auto", "mlp", "conv")
 
 
-class EmptyClusterWarning(UserWarning):
+class DegenerateFitWarning(UserWarning):
+    """A fit stayed degenerate after every restart (see :func:`mixclust.metrics.degeneracy`)."""
+
+
+class EmptyClusterWarning(DegenerateFitWarning):
     """A fitted model leaves some clusters without any sample (collapsed or dead experts)."""
+
+
 INFERENCE_BATCH = 2048
+#: ``n_init="auto"``: one run, and up to this many in all while the result is degenerate.
+AUTO_MAX_RUNS = 3
+_RESTART_SEED_STEP = 7919
 
 
 def data_fingerprint(X: np.ndarray) -> tuple:
@@ -117,6 +127,28 @@ def epochs_for_steps(steps: int, n_samples: int, batch_size: int) -> int:
     return max(1, math.ceil(steps / math.ceil(n_samples / batch_size)))
 
 
+#: ``batch_size="auto"``: the largest power of two at most n / 64, within these bounds. A data set of 1,000
+#: samples then trains at batch 32 (32 steps an epoch) instead of 4 steps of 256; 5,000 at 64; MNIST keeps 256.
+AUTO_BATCH_RANGE = (32, 256)
+AUTO_BATCH_FRACTION = 64
+
+
+def auto_batch_size(n_samples: int) -> int:
+    """``batch_size="auto"`` for ``n_samples`` rows (see :data:`AUTO_BATCH_RANGE`)."""
+    low, high = AUTO_BATCH_RANGE
+    target = max(1, n_samples // AUTO_BATCH_FRACTION)
+    return int(min(high, max(low, 2 ** int(math.floor(math.log2(target))))))
+
+
+def auto_epochs(n_samples: int, batch_size: int, min_epochs: int, min_steps: int) -> int:
+    """``epochs="auto"``: at least ``min_epochs`` epochs and at least ``min_steps`` optimiser steps.
+
+    Large data sets get ``min_epochs`` (the budget measured on MNIST); small ones as many epochs as
+    ``min_steps`` updates take, so 1,000 images are not left with a few dozen steps.
+    """
+    return max(int(min_epochs), epochs_for_steps(int(min_steps), n_samples, batch_size))
+
+
 def latent_gmm(codes: np.ndarray, centroids: np.ndarray, seed: int):
     """EM of a full-covariance GMM on latent codes, begun at K-means centroids (a fitted
     :class:`mixclust.GaussianMixture`, on the CPU; ``reg_covar=1e-4``).
@@ -139,10 +171,16 @@ class DeepEstimator(MixclustEstimator):
     ``arch_`` (the resolved architecture), ``n_features_in_``.
     """
 
+    #: ``"auto"`` budgets: parameter -> (min_epochs, min_steps) of :func:`auto_epochs`.
+    _auto_epochs: dict[str, tuple[int, int]] = {}
+
     def _check_training_parameters(self) -> None:
         check_option(self.arch, "arch", ARCHS)
-        check_int(self.epochs, "epochs", 0)
-        check_int(self.batch_size, "batch_size", 1)
+        for name in ("epochs", *self._auto_epochs):
+            if getattr(self, name) != "auto" or name not in self._auto_epochs:
+                check_int(getattr(self, name), name, 0)
+        if self.batch_size != "auto":
+            check_int(self.batch_size, "batch_size", 1)
         check_float(self.lr, "lr", 0.0, strict=True)
         check_int(self.verbose, "verbose", 0)
         if self.clip_norm is not None:
@@ -151,6 +189,14 @@ class DeepEstimator(MixclustEstimator):
             check_int(self.patience, "patience", 1)
         resolve_device(self.device)
 
+    def _resolve_budget(self, n_samples: int) -> None:
+        """Set ``batch_size_`` and ``<name>_`` for every epoch parameter, resolving ``"auto"`` for n_samples."""
+        self.batch_size_ = auto_batch_size(n_samples) if self.batch_size == "auto" else int(self.batch_size)
+        for name in dict.fromkeys(("epochs", *self._auto_epochs)):
+            value = getattr(self, name)
+            setattr(self, f"{name}_", auto_epochs(n_samples, self.batch_size_, *self._auto_epochs[name])
+                    if value == "auto" else int(value))
+
     def _check_n_clusters(self, n_samples: int, name: str = "n_clusters") -> int:
         """The number of clusters: a positive int no larger than the number of samples."""
         K = check_int(getattr(self, name), name, 1)
@@ -158,14 +204,65 @@ class DeepEstimator(MixclustEstimator):
             raise ValueError(f"{name}={K} is larger than the number of samples ({n_samples})")
         return K
 
-    def _warn_empty_clusters(self, labels: np.ndarray, n_clusters: int, hint: str = "") -> None:
-        """Warn (:class:`EmptyClusterWarning`) when some of the ``n_clusters`` clusters received no sample."""
-        sizes = np.bincount(labels, minlength=n_clusters)
-        if (sizes == 0).any():
-            warnings.warn(f"{type(self).__name__}: {int((sizes == 0).sum())} of {n_clusters} clusters are empty "
-                          f"after fit (the largest holds {sizes.max() / len(labels):.0%} of the samples)"
-                          + (f"; {hint}" if hint else ""), EmptyClusterWarning,
-                          stacklevel=4)  # this, the model's fit, keeps_global_rng, the caller
+    # -- restarts: n_init runs, the best by the model's own objective, degenerate runs set aside ------------
+    #: What to try when every run is degenerate (the model's warning ends with it).
+    _degenerate_hint = ""
+
+    def _check_n_init(self) -> None:
+        if self.n_init != "auto":
+            check_int(self.n_init, "n_init", 1)
+
+    def _fit_with_restarts(self, fit_once, X: np.ndarray) -> None:
+        """Run ``fit_once()`` (which sets the fitted attributes and ``labels_``) ``n_init`` times, each
+        from another seed, and keep the run with the lowest :meth:`_objective` on X among those that
+        :func:`mixclust.metrics.degeneracy` does not flag (among all if every run is flagged, with a
+        :class:`DegenerateFitWarning`). ``n_init="auto"``: one run, and more (up to :data:`AUTO_MAX_RUNS`)
+        only while the result is degenerate, so a healthy fit costs one run.
+
+        Sets ``n_init_objectives_`` (each run's objective), ``n_init_degenerate_`` (each run's reason or
+        None) and ``best_init_``. Labels never enter the choice.
+        """
+        from .metrics import degeneracy
+
+        auto = self.n_init == "auto"
+        max_runs = AUTO_MAX_RUNS if auto else int(self.n_init)
+        base = self._seed_value()
+        runs = []
+        try:
+            for run in range(max_runs):
+                self._drawn_seed = (base + _RESTART_SEED_STEP * run) % (2**31 - 1)
+                self._stage_suffix = f"-run{run + 1}" if run else ""
+                fit_once()
+                K = int(getattr(self, self._n_clusters_param))
+                reason = degeneracy(self.labels_, K, self._proba(X))
+                runs.append((self._objective(X), reason, self._fitted_snapshot()))
+                if auto and reason is None:
+                    break
+        finally:
+            self._drawn_seed = base
+            self._stage_suffix = ""
+        healthy = [i for i, r in enumerate(runs) if r[1] is None]
+        best = min(healthy or range(len(runs)), key=lambda i: runs[i][0])
+        vars(self).update(runs[best][2])
+        self.n_init_objectives_ = [float(r[0]) for r in runs]
+        self.n_init_degenerate_ = [r[1] for r in runs]
+        self.best_init_ = int(best)
+        if not healthy:
+            K = int(getattr(self, self._n_clusters_param))
+            sizes = np.bincount(self.labels_, minlength=K)
+            category = EmptyClusterWarning if (sizes == 0).any() else DegenerateFitWarning
+            warnings.warn(f"{type(self).__name__}: the fit is degenerate after {len(runs)} run(s) "
+                          f"({runs[best][1]})" + (f"; {self._degenerate_hint}" if self._degenerate_hint else ""),
+                          category, stacklevel=4)  # this, the model's fit, keeps_global_rng, the caller
+
+    def _fitted_snapshot(self) -> dict:
+        """Everything a run set on the estimator (fitted attributes and private state), not its parameters."""
+        params = set(self.get_params(deep=False))
+        return {k: v for k, v in vars(self).items() if k not in params and k not in ("_drawn_seed", "_stage_suffix")}
+
+    def _objective(self, X: np.ndarray) -> float:
+        """The model's own unsupervised objective on X (lower is better), to choose among restarts."""
+        raise NotImplementedError
 
     def _validate_input(self, X, reset: bool, min_samples: int = 2) -> np.ndarray:
         """Check X and, at fit (``reset``), record the sample shape; later calls must match it."""
@@ -181,7 +278,10 @@ class DeepEstimator(MixclustEstimator):
             self._data_fingerprint = data_fingerprint(X)
             self.input_shape_ = tuple(int(s) for s in X.shape[1:])
             self.n_features_in_ = int(np.prod(self.input_shape_))
-            self.arch_ = ("mlp" if X.ndim == 2 else "conv") if self.arch == "auto" else self.arch
+            # "auto" is the MLP for images too: measured with every deep model's defaults, the convolutional
+            # networks clustered worse than the MLP on the flattened pixels in most of 7 image sets
+            # (reports/suite, "Architecture"), and MoA's conv experts took 5-10x longer.
+            self.arch_ = "mlp" if self.arch == "auto" else self.arch
             if self.arch_ == "conv" and X.ndim != 4:
                 raise ValueError("arch='conv' needs images (n, C, H, W); got tabular input of shape "
                                  f"{X.shape}. Use arch='mlp' or 'auto'.")
@@ -259,8 +359,10 @@ class DeepEstimator(MixclustEstimator):
 
     def _trainer(self, module, name: str, epochs: int | None = None, lr: float | None = None,
                  patience=None, **kwargs) -> Trainer:
-        """A Trainer configured from this estimator's parameters."""
-        return Trainer(module, epochs=self.epochs if epochs is None else epochs, batch_size=self.batch_size,
+        """A Trainer configured from this estimator's parameters (a restart's stages get their own names, so
+        their checkpoints never overwrite the first run's)."""
+        name = name + getattr(self, "_stage_suffix", "")
+        return Trainer(module, epochs=self.epochs_ if epochs is None else epochs, batch_size=self.batch_size_,
                        lr=self.lr if lr is None else lr, clip_norm=self.clip_norm, patience=patience,
                        checkpoint_dir=getattr(self, "checkpoint_dir", None), name=name,
                        seed=self._seed_value(), verbose=self.verbose, signature=self._checkpoint_signature(name),

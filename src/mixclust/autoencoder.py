@@ -186,8 +186,15 @@ class AutoEncoder(DeepEstimator):
         and the decoder upsamples back to the exact input size).
     loss : {"mse", "bce"}, default="mse"
         Summed over pixels per sample, averaged over the batch. ``bce`` needs data in [0, 1].
-    epochs, batch_size, lr : int, int, float, default=10, 256, 1e-3
-        Adam with learning rate ``lr``.
+    epochs : int or "auto", default="auto"
+        ``"auto"``: at least 30 epochs and 2,000 optimiser steps (:func:`mixclust._deep.auto_epochs`; 30 on
+        MNIST, 63 on 1,000 samples), so a small data set is not left with a few dozen updates. With the
+        former 10 epochs at batch 256, AEClustering on 1,000 MNIST images (40 updates) scored NMI 0.275
+        where K-means on the pixels scores 0.499 (reports/suite).
+    batch_size : int or "auto", default="auto"
+        ``"auto"``: the largest power of two at most n / 64 within [32, 256].
+    lr : float, default=1e-3
+        Adam's learning rate.
     clip_norm : float or None
         Maximum global gradient norm.
     patience : int or None
@@ -220,9 +227,10 @@ class AutoEncoder(DeepEstimator):
 
     _clusterer = False  # the demo skips it; AEClustering is the clusterer
     _gaussian = False
+    _auto_epochs = {"epochs": (30, 2000)}
 
     def __init__(self, *, arch="auto", latent_dim=10, hidden=mnn.MLP_HIDDEN, filters=8, n_blocks=3,
-                 loss="mse", epochs=10, batch_size=256, lr=1e-3, clip_norm=None, patience=None,
+                 loss="mse", epochs="auto", batch_size="auto", lr=1e-3, clip_norm=None, patience=None,
                  checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         self.arch = arch
         self.latent_dim = latent_dim
@@ -292,6 +300,7 @@ class AutoEncoder(DeepEstimator):
         """
         self._check_parameters()
         X = self._validate_input(X, reset=True)
+        self._resolve_budget(len(X))
         X_val = _validation_images(validation_data)
         if X_val is not None:
             X_val = self._validate_input(X_val, reset=False)
@@ -391,7 +400,7 @@ class VAE(AutoEncoder):
     _gaussian = True
 
     def __init__(self, *, arch="auto", latent_dim=10, hidden=mnn.MLP_HIDDEN, filters=8, n_blocks=3,
-                 loss="mse", beta=1.0, epochs=10, batch_size=256, lr=1e-3, clip_norm=None, patience=None,
+                 loss="mse", beta=1.0, epochs="auto", batch_size="auto", lr=1e-3, clip_norm=None, patience=None,
                  checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         super().__init__(arch=arch, latent_dim=latent_dim, hidden=hidden, filters=filters, n_blocks=n_blocks,
                          loss=loss, epochs=epochs, batch_size=batch_size, lr=lr, clip_norm=clip_norm,
@@ -455,6 +464,10 @@ class AEClustering(DeepEstimator):
     checkpoint_dir : the autoencoder's (see :class:`AutoEncoder`, :class:`VAE`; ``beta`` only with
     ``variational=True``). ``validation_data`` given to ``fit`` goes to the autoencoder
     (``val_loss``, early stopping on it with ``patience``).
+    n_init : int or "auto", default="auto"
+        Runs (autoencoder and clusterer) from different seeds; the kept run has the lowest reconstruction
+        error among those :func:`mixclust.metrics.degeneracy` does not flag. ``"auto"``: one run, and up to 3
+        while the result is degenerate.
     random_state, device, verbose : as everywhere; ``random_state`` seeds the network and the clusterer.
 
     Attributes
@@ -477,15 +490,14 @@ class AEClustering(DeepEstimator):
     confidence 1), not a probability estimate. Use ``clusterer="gmm"`` for soft assignments.
     """
 
-    # digits (1797 x 1x8x8): about 3 s on 2 CPU cores, NMI 0.73 (K-means on the pixels: 0.74; with
-    # clusterer="gmm" 0.80-0.84). The default conv net on 8x8 images clusters worse (NMI 0.38).
-    _demo_params = {"arch": "mlp", "hidden": (256, 128), "epochs": 100, "batch_size": 64}
+    _degenerate_hint = "try clusterer='gmm', a longer autoencoder training (epochs) or n_init=5"
 
     def __init__(self, n_clusters=10, *, clusterer="kmeans", variational=False, covariance_type="full",
                  reg_covar=1e-6, arch="auto", latent_dim=10, hidden=mnn.MLP_HIDDEN, filters=8, n_blocks=3,
-                 loss="mse", beta=1.0, epochs=10, batch_size=256, lr=1e-3, clip_norm=None, patience=None,
-                 checkpoint_dir=None, random_state=0, device="auto", verbose=0):
+                 loss="mse", beta=1.0, epochs="auto", batch_size="auto", lr=1e-3, clip_norm=None, patience=None,
+                 n_init="auto", checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         self.n_clusters = n_clusters
+        self.n_init = n_init
         self.clusterer = clusterer
         self.variational = variational
         self.covariance_type = covariance_type
@@ -533,6 +545,7 @@ class AEClustering(DeepEstimator):
 
     def _check_parameters(self) -> None:
         check_int(self.n_clusters, "n_clusters", 1)
+        self._check_n_init()
         check_option(self.clusterer, "clusterer", CLUSTERERS)
         if not isinstance(self.variational, (bool, np.bool_)):
             raise TypeError(f"variational must be True or False, got {self.variational!r}")
@@ -544,13 +557,25 @@ class AEClustering(DeepEstimator):
     def _make_autoencoder(self) -> AutoEncoder:
         params = {k: getattr(self, k) for k in _AE_PARAMS}
         if self.variational:
-            return VAE(beta=self.beta, random_state=self.random_state, **params)
-        return AutoEncoder(random_state=self.random_state, **params)
+            return VAE(beta=self.beta, random_state=self._seed_value(), **params)
+        return AutoEncoder(random_state=self._seed_value(), **params)
 
     @keeps_global_rng
     def fit(self, X, y=None, validation_data=None):
-        """Train the autoencoder (unless given by :meth:`from_autoencoder`), then cluster its latent means."""
+        """Train the autoencoder (unless given by :meth:`from_autoencoder`), then cluster its latent means;
+        ``n_init`` runs as described in :meth:`DeepEstimator._fit_with_restarts` (the objective: the
+        autoencoder's reconstruction error)."""
         self._check_parameters()
+        self._fit_with_restarts(lambda: self._fit_once(X, validation_data), X)
+        return self
+
+    def _proba(self, X) -> np.ndarray:
+        return self.predict_proba(X)
+
+    def _objective(self, X) -> float:
+        return self.autoencoder_.reconstruction_error(X)
+
+    def _fit_once(self, X, validation_data) -> None:
         autoencoder = getattr(self, "_pretrained", None)
         if autoencoder is None:
             autoencoder = self._make_autoencoder().fit(X, validation_data=validation_data)
@@ -558,20 +583,19 @@ class AEClustering(DeepEstimator):
         if len(Z) < self.n_clusters:
             raise ValueError(f"n_samples={len(Z)} should be >= n_clusters={self.n_clusters}")
         self.autoencoder_ = autoencoder
-        for name in ("input_shape_", "n_features_in_", "arch_", "history_"):
+        for name in ("input_shape_", "n_features_in_", "arch_", "history_", "batch_size_", "epochs_"):
             setattr(self, name, getattr(autoencoder, name))
         if self.clusterer == "kmeans":
-            kmeans = KMeans(self.n_clusters, n_init=10, random_state=self.random_state).fit(Z)
+            kmeans = KMeans(self.n_clusters, n_init=10, random_state=self._seed_value()).fit(Z)
             self.cluster_centers_ = kmeans.cluster_centers_.astype(np.float64)
             self.inertia_ = float(kmeans.inertia_)
             self.labels_ = kmeans.labels_.astype(np.int64)
         else:
             self.gmm_ = GaussianMixture(self.n_clusters, covariance_type=self.covariance_type,
-                                        reg_covar=self.reg_covar, random_state=self.random_state,
+                                        reg_covar=self.reg_covar, random_state=self._seed_value(),
                                         device=self.device).fit(Z)
             self.cluster_centers_ = self.gmm_.means_
             self.labels_ = self.gmm_.labels_.astype(np.int64)
-        return self
 
     def transform(self, X) -> np.ndarray:
         """Latent means of the autoencoder, (n, latent_dim)."""

@@ -182,6 +182,12 @@ def cmd_models(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from .studies import suite
+
+    return suite.run_from_args(args)
+
+
 def cmd_demo(args) -> int:
     from .demo import run
 
@@ -237,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the registered models")
     models.set_defaults(func=cmd_models)
+
+    bench = sub.add_parser("benchmark", help="every clusterer with its defaults on many data sets "
+                           "(reports/suite; resumes from its cache)")
+    from .studies import suite
+
+    suite.add_arguments(bench)
+    bench.set_defaults(func=cmd_benchmark)
 
     demo = sub.add_parser("demo", help="every model clusters scikit-learn's digits; writes a small report")
     demo.add_argument("--out", default="runs/demo")

@@ -343,7 +343,6 @@ class GaussianMixture(MixclustEstimator):
     _tabular = True
     # Digits pixels include always-zero borders: a 1% ridge keeps those dimensions from
     # dominating the likelihood (NMI 0.80 vs 0.74 with 1e-6; `mixclust demo` shows both).
-    _demo_params = {"reg_covar": 1e-2, "n_init": 3}
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100,
                  n_init=1, init_params="kmeans", weights_init=None, means_init=None, precisions_init=None,

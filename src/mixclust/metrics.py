@@ -117,6 +117,38 @@ def entropy(proba) -> np.ndarray:
     return -np.sum(proba * np.log(safe), axis=1)
 
 
+#: Triggers of :func:`degeneracy`: a cluster is "small" below ``SMALL_CLUSTER / K`` of the samples; one cluster
+#: is "dominant" above ``DOMINANT_CLUSTER / K`` (only for K >= 4, where that is less than all of them); soft
+#: assignments are "flat" when no column of gamma varies over the samples by a standard deviation of
+#: ``FLAT_PROBA_STD``.
+SMALL_CLUSTER, DOMINANT_CLUSTER, FLAT_PROBA_STD = 0.1, 3.0, 0.02
+
+
+def degeneracy(labels, n_clusters: int, proba=None) -> str | None:
+    r"""Why a clustering into ``n_clusters`` looks degenerate, or None.
+
+    Triggers (none needs labels): fewer than K clusters hold at least :math:`n / (10K)` samples; one
+    cluster holds more than :math:`3/K` of the data (K >= 4); the soft assignments barely vary across
+    samples (:math:`\max_k \operatorname{std}_i \gamma_{ik} < 0.02`). They are triggers to look closer
+    (real data can be imbalanced); the benchmark suite (reports/suite) measures how often they fire on
+    K-means and on each model.
+    """
+    labels = np.asarray(labels)
+    K, n = int(n_clusters), len(labels)
+    sizes = np.bincount(labels, minlength=K)
+    reasons = []
+    small = int((sizes < SMALL_CLUSTER * n / K).sum())
+    if small:
+        empty = int((sizes == 0).sum())
+        reasons.append(f"{small} of {K} clusters hold fewer than 1/(10K) of the samples"
+                       + (f" ({empty} empty)" if empty else ""))
+    if K >= 4 and sizes.max() > DOMINANT_CLUSTER * n / K:
+        reasons.append(f"one cluster holds {sizes.max() / n:.0%} of the samples (more than 3/K)")
+    if proba is not None and K > 1 and np.asarray(proba).std(axis=0).max() < FLAT_PROBA_STD:
+        reasons.append("the soft assignments barely vary across samples")
+    return "; ".join(reasons) or None
+
+
 def internal_metrics(X, y_pred, random_state=0) -> dict:
     """Silhouette (subsampled to 10,000 points), Davies-Bouldin, Calinski-Harabasz; NaN for one cluster."""
     X = np.asarray(X, dtype=np.float64).reshape(len(X), -1)

@@ -47,7 +47,7 @@ from torch.func import functional_call, vmap
 from . import distributed, metrics
 from . import nn as mnn
 from ._base import check_float, check_int, check_option
-from ._deep import DeepEstimator, epochs_for_steps, keeps_global_rng, latent_gmm
+from ._deep import DeepEstimator, keeps_global_rng, latent_gmm
 from ._registry import register
 from .autoencoder import _check_hidden, reconstruction_loss
 
@@ -65,6 +65,8 @@ INITS = ("kmeans", "gmm", "random")
 #: 2 router epochs reproduced the GMM start's partition with NMI 0.04-0.31 (seeds 0-2), 18 with 0.82-0.85
 #: (benchmarks/probe_moa_digits.py).
 AUTO_INIT_STEPS = {"pretrain_epochs": 800, "router_epochs": 500}
+#: ``epochs="auto"``: at least 10 epochs (the MNIST budget) and 1,000 optimiser steps.
+AUTO_TRAIN = (10, 1000)
 # Condition number of G above which an expert is considered dead (warned once per fit).
 SINGULAR_CONDITION = 1e8
 
@@ -313,16 +315,25 @@ class MoA(DeepEstimator):
         settings, seeds 0-2): final NMI 0.761 / 0.772 / 0.713 with ``"auto"`` against 0.485 / 0.519 / 0.499
         with 3 and 2 epochs, whose router never learnt the start (K-means alone: 0.742;
         ``benchmarks/probe_moa_digits.py``).
-    latent_dim, filters, n_blocks, hidden : expert architecture (conv for images, MLP otherwise).
+    latent_dim, filters, n_blocks, hidden : expert architecture (``arch="auto"``: MLP experts for tabular
+        input and images alike; ``arch="conv"``: the CAE of SPEC §1).
     router_filters, router_hidden : router architecture.
     experts_path : {"auto", "loop", "vmap"}, default="auto" (loop on the CPU, vmap on CUDA).
-    epochs, batch_size, lr, clip_norm, patience, checkpoint_dir, random_state, device, verbose.
+    epochs : int or "auto", default="auto"
+        ``"auto"``: at least 10 epochs (the MNIST budget) and 1,000 optimiser steps.
+    batch_size : int or "auto", default="auto"
+        ``"auto"``: the largest power of two at most n / 64 within [32, 256] (32 on scikit-learn's digits).
+    n_init : int or "auto", default="auto"
+        Runs from different seeds; the kept run has the lowest training loss on X among those
+        :func:`mixclust.metrics.degeneracy` does not flag. ``"auto"``: one run, and up to 3 while degenerate.
+    lr, clip_norm, patience, checkpoint_dir, random_state, device, verbose.
 
     ``predict_proba`` and ``transform`` return the router probabilities P; ``latent(X)`` the chosen
     expert's latent vector; ``reconstruct(X)`` the chosen expert's reconstruction.
     """
 
-    _demo_params = {"epochs": 30, "batch_size": 64, "arch": "mlp", "hidden": (64,), "latent_dim": 8}
+    _auto_epochs = {**{k: (1, v) for k, v in AUTO_INIT_STEPS.items()}, "epochs": AUTO_TRAIN}
+    _degenerate_hint = "a balance term (balance=...), features scaled to [0, 1], or n_init=5 may help"
     _warm_start_params = ("n_clusters", "init", "pretrain_epochs", "router_epochs", "arch", "latent_dim",
                           "filters", "n_blocks", "hidden", "router_filters", "router_hidden", "batch_size", "lr",
                           "random_state")
@@ -331,9 +342,10 @@ class MoA(DeepEstimator):
                  competitive_scale="auto", switch_weight=0.01, balance="auto", init="gmm", pretrain_epochs="auto",
                  router_epochs="auto",
                  arch="auto", latent_dim=10, filters=8, n_blocks=3, hidden=(256, 64), router_filters=8,
-                 router_hidden=(64,), experts_path="auto", epochs=10, batch_size=256, lr=1e-3, clip_norm=None,
-                 patience=None, checkpoint_dir=None, random_state=0, device="auto", verbose=0):
+                 router_hidden=(64,), experts_path="auto", epochs="auto", batch_size="auto", lr=1e-3, clip_norm=None,
+                 patience=None, n_init="auto", checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         self.n_clusters = n_clusters
+        self.n_init = n_init
         self.loss = loss
         self.init = init
         self.pretrain_epochs = pretrain_epochs
@@ -365,6 +377,7 @@ class MoA(DeepEstimator):
     def _check_parameters(self, n_samples: int) -> None:
         self._check_training_parameters()
         self._check_n_clusters(n_samples)
+        self._check_n_init()
         check_option(self.loss, "loss", LOSSES)
         check_option(self.gram, "gram", GRAMS)
         check_option(self.experts_path, "experts_path", EXPERT_PATHS)
@@ -380,19 +393,9 @@ class MoA(DeepEstimator):
         if self.balance != "auto":
             check_float(self.balance, "balance", 0.0)
         check_option(self.init, "init", INITS)
-        for name in AUTO_INIT_STEPS:
-            if getattr(self, name) != "auto":
-                check_int(getattr(self, name), name, 0)
         check_int(self.latent_dim, "latent_dim", 1)
         _check_hidden(self.hidden)
         _check_hidden(self.router_hidden)
-
-    def _init_epochs(self, name: str, n_samples: int) -> int:
-        """``pretrain_epochs`` or ``router_epochs``, with ``"auto"`` resolved for ``n_samples`` rows."""
-        value = getattr(self, name)
-        if value != "auto":
-            return int(value)
-        return epochs_for_steps(AUTO_INIT_STEPS[name], n_samples, int(self.batch_size))
 
     def _path(self) -> str:
         if self.experts_path != "auto":
@@ -422,9 +425,15 @@ class MoA(DeepEstimator):
         """
         X = self._validate_input(X, reset=True)
         self._check_parameters(len(X))
+        self._resolve_budget(len(X))
         val = self._validation_pair(validation_data)
         data = self._to_device(X)
         self._resolve_competitive_scale(X)
+        self._fit_with_restarts(lambda: self._fit_once(X, data, val, initialised), X)
+        return self
+
+    def _fit_once(self, X: np.ndarray, data: torch.Tensor, val, initialised) -> None:
+        """One run (initialisation, then joint training) from this run's seed."""
         if initialised is None:
             self._initialise(X, data)
         else:
@@ -440,16 +449,28 @@ class MoA(DeepEstimator):
         history = trainer.fit(data, self._step, validate=validate, monitor="loss" if val is None else "val_nmi",
                               mode="min" if val is None else "max")
         self.history_ = [*self._init_history, *({"stage": "train", **r} for r in history)]
-        self.labels_ = self.predict(X)
-        self._warn_empty_clusters(self.labels_, int(self.n_clusters),
-                                  "a balance term (balance=...) or features scaled to [0, 1] may help")
-        return self
+        self.labels_ = self._proba(X).argmax(1)
+
+    @torch.no_grad()
+    def _objective(self, X: np.ndarray) -> float:
+        """The training loss (with its balance term) on X in batches of ``batch_size_``, per sample; the
+        running G of ``gram="ema"`` is left as training left it."""
+        self.network_.eval()
+        saved = self.network_.ema_gram.clone(), self.network_.ema_steps.clone()
+        total = 0.0
+        for start in range(0, len(X), self.batch_size_):
+            x = torch.as_tensor(X[start:start + self.batch_size_], device=self._device())
+            total += float(self._step((x,))["loss"]) * len(x)
+        self.network_.ema_gram.copy_(saved[0])
+        self.network_.ema_steps.copy_(saved[1])
+        return total / len(X)
 
     @keeps_global_rng
     def initialise(self, X):
         """Build the network and run the initialisation only; pass the result as ``initialised=`` to fit."""
         X = self._validate_input(X, reset=True)
         self._check_parameters(len(X))
+        self._resolve_budget(len(X))
         self._initialise(X, self._to_device(X))
         return self
 
@@ -494,7 +515,7 @@ class MoA(DeepEstimator):
             (x,) = batch
             return {"loss": reconstruction_loss(x, first["decoder"](first["encoder"](x)), kind)}
 
-        pretrainer = self._trainer(first, name="pretrain", epochs=self._init_epochs("pretrain_epochs", len(X)))
+        pretrainer = self._trainer(first, name="pretrain", epochs=self.pretrain_epochs_)
         history = pretrainer.fit(data, reconstruction)
         for encoder, decoder in zip(experts.encoders[1:], experts.decoders[1:]):
             encoder.load_state_dict(experts.encoders[0].state_dict())
@@ -513,7 +534,7 @@ class MoA(DeepEstimator):
             x, target = batch
             return {"loss": F.nll_loss(torch.log(router(x) + 1e-12), target)}
 
-        router_trainer = self._trainer(router, name="router", epochs=self._init_epochs("router_epochs", len(X)))
+        router_trainer = self._trainer(router, name="router", epochs=self.router_epochs_)
         router_history = router_trainer.fit((data, targets), cross_entropy)
         self._init_history = ([{"stage": "pretrain", **r} for r in history]
                               + [{"stage": "router", **r} for r in router_history])

@@ -39,6 +39,7 @@ selection); every restart's final value is in ``objective_values_``.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -48,8 +49,9 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ._base import check_float, check_int, check_option, resolve_device
-from ._deep import INFERENCE_BATCH, DeepEstimator, as_float_array, keeps_global_rng
+from ._deep import INFERENCE_BATCH, DeepEstimator, DegenerateFitWarning, as_float_array, keeps_global_rng
 from ._registry import register
+from .metrics import degeneracy
 from .training import Trainer
 
 OBJECTIVES = ("centroid", "similarity", "ncut", "mi", "scan")
@@ -265,9 +267,11 @@ class ObjectiveClustering(DeepEstimator):
         :math:`\lambda` of ``"scan"``: weight of the entropy of the mean assignment.
     balance_weight : float, default=0.0
         :math:`\lambda` of ``"ncut"``: weight of :math:`\log K - H(\bar p)`.
-    n_init : int, default=4
+    n_init : int, default=3
         Restarts from different initialisations; the lowest final objective (on the whole
-        training set, no labels) wins.
+        training set, no labels) wins among the restarts :func:`mixclust.metrics.degeneracy` does not
+        flag (``n_init_degenerate_`` has each restart's reason or None; a
+        :class:`~mixclust.DegenerateFitWarning` when every restart is flagged).
     standardize : bool, default=True
         Centre each feature and divide it by its standard deviation (fitted ``mean_``, ``scale_``)
         before the network and the k-NN graph; the centroid objective's centres live in that space.
@@ -305,7 +309,6 @@ class ObjectiveClustering(DeepEstimator):
     """
 
     _tabular = True
-    _demo_params = {"n_init": 2}
 
     def __init__(self, n_clusters=2, *, objective="scan", hidden=(30,), activation=None, epochs=300,
                  batch_size=None, lr=0.01, n_neighbors=10, entropy_weight=2.0, balance_weight=0.0, n_init=3,
@@ -470,7 +473,7 @@ class ObjectiveClustering(DeepEstimator):
         generator = torch.Generator().manual_seed(seed)
         batch_size = n if self.batch_size is None else min(int(self.batch_size), n)
         best = None
-        self.objective_values_ = []
+        self.objective_values_, self.n_init_degenerate_ = [], []
         try:
             for restart in range(self.n_init):
                 torch.manual_seed(seed + 7919 * restart)
@@ -483,9 +486,18 @@ class ObjectiveClustering(DeepEstimator):
                 history = trainer.fit(torch.arange(n, device=device), self._step, validate=validate)
                 value = self._objective_on_data(generator)
                 self.objective_values_.append(value)
-                if best is None or value < best[0]:
-                    best = (value, restart, self.network_, history)
-            self.objective_value_, self.best_init_, self.network_, self.history_ = best
+                reason = degeneracy(self._predict_scaled(Xs), self.n_clusters)
+                self.n_init_degenerate_.append(reason)
+                # a degenerate restart is set aside unless every restart is degenerate
+                key = (reason is not None, value)
+                if best is None or key < best[0]:
+                    best = (key, restart, self.network_, history)
+            (_, self.objective_value_), self.best_init_, self.network_, self.history_ = best
+            if all(self.n_init_degenerate_):
+                warnings.warn(f"ObjectiveClustering: the fit is degenerate after {self.n_init} restart(s) "
+                              f"({self.n_init_degenerate_[self.best_init_]}); try objective='scan' with a larger "
+                              "entropy_weight, more restarts (n_init) or another n_neighbors",
+                              DegenerateFitWarning, stacklevel=3)
             self.network_.eval()
             if self.objective == "centroid":
                 centres = self._centres().cpu().numpy().astype(np.float64)
@@ -509,8 +521,6 @@ class ObjectiveClustering(DeepEstimator):
         cross-entropy for ``init_epochs`` epochs (the Trainer, stage ``...-init``). Memory and time
         depend on ``init_samples`` only, not on n.
         """
-        import warnings
-
         from sklearn.cluster import SpectralClustering
 
         n = len(Xs)

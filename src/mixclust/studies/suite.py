@@ -1,0 +1,328 @@
+"""Benchmark suite: every registered clusterer with its defaults on many data sets (``mixclust benchmark``).
+
+Why: a default measured on one data set (MNIST) is not evidence that it clusters data nobody tuned it for.
+The suite runs each registered clusterer with nothing but ``n_clusters`` and ``random_state`` on image sets
+(digits, MNIST and Fashion-MNIST subsamples and whole, a 16 x 16 digit set, FSDD spectrograms, a pooled
+20-class set), tabular sets (iris, wine, breast cancer, standardised) and the synthetic 2-D sets, beside
+scikit-learn's KMeans (``n_init=10``) and GaussianMixture on the same input. Image sets run in both input
+forms: flattened (n, D) and images (n, C, H, W); tabular models always get the flattened pixels.
+
+Every run is cached by (data set, form, model, seed, the model's parameters, ``SUITE_VERSION``) in
+``reports/suite/.runs/<data set>--<model>.pkl``, so an interrupted suite resumes and ``--render`` only redraws.
+Labels are only used to score.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.mixture import GaussianMixture as SklearnGMM
+
+from .. import datasets, metrics
+from .._registry import MODELS
+from ..reports import Report, mean_std
+from . import RunCache, subsample, threads
+
+DESCRIPTION = "every registered clusterer with its defaults on many data sets, beside K-means and a GMM"
+#: Bumped when the code behind the defaults changes in a way the parameters do not show (cached runs of an
+#: older version are recomputed).
+SUITE_VERSION = 2
+BASELINES = ("kmeans", "sklearn-gmm")
+FORMS = ("flat", "images")
+#: Runs faster than this get 3 seeds; slower ones seed 0 only.
+MULTI_SEED_SECONDS = 60.0
+SEEDS = (0, 1, 2)
+#: The guarantee the suite checks: every deep model on every image set, in both forms, scores at least
+#: K-means' NMI minus this margin (seed 0 against seed 0).
+MARGIN = 0.02
+
+
+@dataclass(frozen=True)
+class SuiteSet:
+    name: str
+    kind: str  # "image", "tabular" or "synthetic"
+    description: str
+    loader: object  # (data_dir) -> (X, y); images (n, C, H, W) in [0, 1]
+    size: str = "small"  # "small" or "whole" (whole MNIST / Fashion-MNIST: run with --whole)
+
+
+def _subsampled(name, n, data_dir, seed=0):
+    X, y = datasets.load(name, split="all", data_dir=data_dir)
+    return subsample(X, y, n, seed)
+
+
+def _pooled20(n, data_dir):
+    """MNIST digits and Fashion-MNIST clothes in one 20-class set (Fashion labels shifted by 10)."""
+    Xm, ym = _subsampled("mnist", n // 2, data_dir, seed=10)
+    Xf, yf = _subsampled("fashion_mnist", n // 2, data_dir, seed=11)
+    return np.concatenate([Xm, Xf]), np.concatenate([ym, yf + 10])
+
+
+def _small_digits(n, data_dir):
+    """MNIST digits shrunk to 16 x 16 by 2 x 2 average pooling of the 28 x 28 images padded to 32 x 32: a
+    handwritten-digit set with another size (USPS-like), so the networks do not only see 28 x 28 or 8 x 8."""
+    X, y = _subsampled("mnist", n, data_dir, seed=12)
+    padded = np.pad(X, ((0, 0), (0, 0), (2, 2), (2, 2)))
+    return padded.reshape(len(X), 1, 16, 2, 16, 2).mean(axis=(3, 5)).astype(np.float32), y
+
+
+def _sklearn_table(name, data_dir=None):
+    """A scikit-learn table, standardised (its features differ in scale by up to 1,000x)."""
+    from sklearn import datasets as skd
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = getattr(skd, f"load_{name}")(return_X_y=True)
+    return StandardScaler().fit_transform(X).astype(np.float32), y
+
+
+def _registered(name, data_dir=None, **kwargs):
+    return datasets.load(name, data_dir=data_dir, **kwargs)
+
+
+SETS: dict[str, SuiteSet] = {s.name: s for s in [
+    SuiteSet("digits", "image", "scikit-learn digits, 1,797 x (1, 8, 8), pixels / 16", partial(_registered, "digits")),
+    SuiteSet("mnist-1k", "image", "MNIST, 1,000 random images of 70,000", partial(_subsampled, "mnist", 1000)),
+    SuiteSet("mnist-5k", "image", "MNIST, 5,000 random images", partial(_subsampled, "mnist", 5000)),
+    SuiteSet("fashion-1k", "image", "Fashion-MNIST, 1,000 random images", partial(_subsampled, "fashion_mnist", 1000)),
+    SuiteSet("fashion-5k", "image", "Fashion-MNIST, 5,000 random images", partial(_subsampled, "fashion_mnist", 5000)),
+    SuiteSet("digits16-2k", "image", "MNIST shrunk to 16 x 16, 2,000 images", partial(_small_digits, 2000)),
+    SuiteSet("pooled20-2k", "image", "MNIST + Fashion-MNIST pooled, 20 classes, 2,000 images",
+             partial(_pooled20, 2000)),
+    SuiteSet("fsdd", "image", "FSDD spoken digits, 3,000 log-mel images (1, 32, 32)", partial(_registered, "fsdd",
+                                                                                                  split="all")),
+    SuiteSet("iris", "tabular", "Fisher's iris, 150 x 4, standardised", partial(_sklearn_table, "iris")),
+    SuiteSet("wine", "tabular", "wine, 178 x 13, standardised", partial(_sklearn_table, "wine")),
+    SuiteSet("breast-cancer", "tabular", "breast cancer, 569 x 30, standardised",
+             partial(_sklearn_table, "breast_cancer")),
+    *(SuiteSet(k, "synthetic", f"{k}, 1,000 x 2", partial(_registered, k)) for k in
+      ("blobs", "anisotropic", "varied", "moons", "circles")),
+    SuiteSet("mnist", "image", "MNIST, all 70,000 images", partial(_subsampled, "mnist", None), "whole"),
+    SuiteSet("fashion", "image", "Fashion-MNIST, all 70,000 images", partial(_subsampled, "fashion_mnist", None),
+             "whole"),
+]}
+
+
+def clusterers() -> list[str]:
+    """Registered names of the clusterers (the autoencoders alone assign no clusters)."""
+    return sorted(name for name, cls in MODELS.items() if cls._clusterer)
+
+
+def deep_models() -> list[str]:
+    """Clusterers that take images as they are (not the tabular ones)."""
+    return [name for name in clusterers() if not MODELS[name]._tabular]
+
+
+def _make(name: str, n_clusters: int, seed: int, overrides: dict | None = None):
+    """The clusterer ``name`` with its defaults; ``overrides`` (for probes of candidate defaults, never the
+    committed suite) sets the parameters among its own."""
+    if name == "kmeans":
+        return KMeans(n_clusters, n_init=10, random_state=seed)
+    if name == "sklearn-gmm":
+        return SklearnGMM(n_clusters, covariance_type="full", reg_covar=1e-3, random_state=seed)
+    cls = MODELS[name]
+    model = cls(**{cls._n_clusters_param: n_clusters, "random_state": seed})
+    own = model.get_params(deep=False)
+    return model.set_params(**{k: v for k, v in (overrides or {}).items() if k in own})
+
+
+def _params_key(model) -> str:
+    params = model.get_params(deep=False)
+    return repr(sorted((k, repr(v)) for k, v in params.items() if k not in ("verbose", "device")))
+
+
+def fit_one(name: str, X: np.ndarray, y: np.ndarray, n_clusters: int, seed: int, overrides=None) -> dict:
+    """Fit one clusterer on X and score it; warnings raised by the fit are recorded, not shown."""
+    model = _make(name, n_clusters, seed, overrides)
+    tabular = name in BASELINES or MODELS[name]._tabular
+    inputs = X.reshape(len(X), -1) if tabular else X
+    started = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(inputs)
+    seconds = time.perf_counter() - started
+    labels = np.asarray(model.predict(inputs))
+    scores = metrics.external_metrics(y, labels)
+    sizes = np.bincount(labels, minlength=n_clusters)
+    kinds = sorted({w.category.__name__ for w in caught
+                    if any(word in w.category.__name__ for word in ("Degenerate", "Empty"))})
+    return {"nmi": scores["nmi"], "ari": scores["ari"], "acc": scores["acc"],
+            "used": int((sizes > 0).sum()), "largest": float(sizes.max() / len(labels)),
+            "seconds": seconds, "warned": ", ".join(kinds),
+            "n_init_runs": len(getattr(model, "init_objectives_", [])) or None}
+
+
+def _forms(suite_set: SuiteSet, name: str) -> tuple[str, ...]:
+    if suite_set.kind != "image":
+        return ("flat",)
+    tabular = name in BASELINES or MODELS[name]._tabular
+    return ("flat",) if tabular else FORMS
+
+
+def compute(sets, models, data_dir, cache_dir: Path, log=print, seeds=SEEDS, overrides=None) -> list[dict]:
+    """Run (or read from the cache) every model on every set; returns one row per run."""
+    rows = []
+    for set_name in sets:
+        suite_set = SETS[set_name]
+        data = None
+        for name in models:
+            # one cache file per (set, model): parallel jobs on different models never write the same file
+            cache = RunCache(cache_dir / f"{set_name}--{name}.pkl")
+            for form in _forms(suite_set, name):
+                for seed in seeds:
+                    if seed != seeds[0]:
+                        first = [r for r in rows if (r["set"], r["model"], r["form"], r["seed"])
+                                 == (set_name, name, form, seeds[0])]
+                        if first and first[0]["seconds"] > MULTI_SEED_SECONDS:
+                            continue
+                    if data is None:
+                        X, y = suite_set.loader(data_dir=data_dir)
+                        data = (X, y, len(np.unique(y)))
+                    X, y, K = data
+                    probe = _make(name, K, seed, overrides)
+                    key = (set_name, form, name, seed, _params_key(probe), SUITE_VERSION)
+                    if key not in cache:
+                        inputs = X.reshape(len(X), -1) if form == "flat" else X
+                        result = fit_one(name, inputs, y, K, seed, overrides)
+                        cache.put(key, result)
+                        log(f"{set_name:14s} {form:6s} {name:12s} seed {seed}: NMI {result['nmi']:.3f} "
+                            f"used {result['used']}/{K} {result['seconds']:.1f} s {result['warned']}")
+                    rows.append({"set": set_name, "form": form, "model": name, "seed": seed, "K": K,
+                                 **cache[key]})
+    return rows
+
+
+def _summary(rows: list[dict]) -> list[dict]:
+    """One row per (set, form, model): seed-0 scores, the seed spread of the NMI, clusters used."""
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["set"], r["form"], r["model"]), []).append(r)
+    out = []
+    for (set_name, form, model), runs in groups.items():
+        first = min(runs, key=lambda r: r["seed"])
+        nmis = [r["nmi"] for r in runs]
+        out.append({"set": set_name, "form": form, "model": model, "K": first["K"], "NMI": first["nmi"],
+                    "ARI": first["ari"], "ACC": first["acc"], "used": f"{first['used']}/{first['K']}",
+                    "seeds": len(runs), "NMI mean ± std": mean_std(nmis) if len(runs) > 1 else "—",
+                    "seconds": first["seconds"], "warned": first["warned"] or ""})
+    return out
+
+
+def guarantee(rows: list[dict]) -> list[dict]:
+    """Every deep model's seed-0 NMI against K-means' seed-0 NMI on each image set and form."""
+    kmeans = {r["set"]: r["nmi"] for r in rows if r["model"] == "kmeans" and r["seed"] == 0}
+    checks = []
+    for r in rows:
+        if r["seed"] != 0 or r["model"] in BASELINES or SETS[r["set"]].kind != "image" or r["set"] not in kmeans:
+            continue
+        margin = r["nmi"] - kmeans[r["set"]]
+        checks.append({"set": r["set"], "form": r["form"], "model": r["model"], "NMI": r["nmi"],
+                       "K-means NMI": kmeans[r["set"]], "difference": margin,
+                       "holds": "yes" if margin >= -MARGIN else "**no**"})
+    return checks
+
+
+def _figure(rows, report) -> None:
+    import matplotlib.pyplot as plt
+
+    checks = guarantee(rows)
+    if not checks:
+        return
+    models = sorted({c["model"] for c in checks})
+    sets = [s for s in SETS if any(c["set"] == s for c in checks)]
+    fig, axes = plt.subplots(1, len(FORMS), figsize=(6.5 * len(FORMS), 0.45 * len(sets) + 1.5), squeeze=False)
+    for ax, form in zip(axes[0], FORMS):
+        grid = np.full((len(sets), len(models)), np.nan)
+        for c in checks:
+            if c["form"] == form or (c["form"] == "flat" and MODELS[c["model"]]._tabular):
+                grid[sets.index(c["set"]), models.index(c["model"])] = c["difference"]
+        image = ax.imshow(grid, cmap="RdYlGn", vmin=-0.2, vmax=0.2, aspect="auto")
+        for (i, j), value in np.ndenumerate(grid):
+            if not np.isnan(value):
+                ax.text(j, i, f"{value:+.2f}", ha="center", va="center", fontsize=8)
+        ax.set_xticks(range(len(models)), models)
+        ax.set_yticks(range(len(sets)), sets)
+        ax.set_title(f"NMI minus K-means' NMI, {form} input" + (" (tabular models: flattened)"
+                                                               if form == "images" else ""), fontsize=9)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    report.figure(fig, "nmi_vs_kmeans.png", "NMI of each model (seed 0) minus K-means' NMI on the same pixels; "
+                  f"the guarantee is a difference of at least -{MARGIN}")
+
+
+def write_report(rows: list[dict], out_dir: Path, command: str) -> Path:
+    report = Report(out_dir, "Benchmark suite: every clusterer with its defaults", command=command, seed=0)
+    report.text(__doc__.split("\n\n", 1)[1].split("Every run is cached")[0])
+    report.text(f"Seeds {', '.join(map(str, SEEDS))} where the seed-0 run took under {MULTI_SEED_SECONDS:.0f} s, "
+                "seed 0 alone otherwise. One torch thread per job, 2-core machine. `warned`: the warning the fit "
+                "raised (a degenerate result that survived the restarts).")
+    checks = guarantee(rows)
+    if checks:
+        failed = [c for c in checks if c["holds"] != "yes"]
+        report.section("The guarantee: no deep model below K-means on image sets")
+        report.text(f"{len(checks) - len(failed)} of {len(checks)} (set, form, model) runs hold NMI >= K-means' "
+                    f"NMI - {MARGIN} (seed 0 against seed 0)." + (" Failures:" if failed else ""))
+        if failed:
+            report.table(failed)
+        _figure(rows, report)
+    summary = _summary(rows)
+    for kind, title in (("image", "Image sets"), ("tabular", "Tabular sets (standardised)"),
+                        ("synthetic", "Synthetic 2-D sets")):
+        part = [r for r in summary if SETS[r["set"]].kind == kind]
+        if part:
+            report.section(title)
+            report.text("; ".join(f"**{s.name}**: {s.description}" for s in SETS.values()
+                                  if s.kind == kind and any(r["set"] == s.name for r in part)) + ".")
+            report.table(part)
+    return report.write()
+
+
+def add_arguments(parser) -> None:
+    """The options of ``mixclust benchmark`` (and ``python -m mixclust.studies.suite``)."""
+    parser.add_argument("--sets", default=None, help="comma-separated suite sets (default: all but whole): "
+                        + ", ".join(SETS))
+    parser.add_argument("--models", default=None, help="comma-separated models (default: every registered "
+                        "clusterer and the baselines " + ", ".join(BASELINES) + ")")
+    parser.add_argument("--whole", action="store_true", help="also run whole MNIST and Fashion-MNIST")
+    parser.add_argument("--seeds", default=",".join(map(str, SEEDS)))
+    parser.add_argument("--out", default="reports/suite")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one job per core)")
+    parser.add_argument("--report", action="store_true", help="write OUT/README.md from every cached run")
+    parser.add_argument("--override", default="", help="probe a candidate default, e.g. \"arch='conv'\" "
+                        "(set on every model that has the parameter; cached apart by the parameters; "
+                        "never for the committed report)")
+
+
+def run_from_args(args) -> int:
+    sets = args.sets.split(",") if args.sets else [s.name for s in SETS.values() if s.size == "small" or args.whole]
+    unknown = [s for s in sets if s not in SETS]
+    if unknown:
+        raise ValueError(f"unknown suite set(s) {', '.join(unknown)}; available: {', '.join(SETS)}")
+    models = args.models.split(",") if args.models else [*BASELINES, *clusterers()]
+    unknown = [m for m in models if m not in BASELINES and m not in MODELS]
+    if unknown:
+        raise ValueError(f"unknown model(s) {', '.join(unknown)}; available: {', '.join([*BASELINES, *clusterers()])}")
+    out = Path(args.out)
+    with threads(args.threads):
+        rows = compute(sets, models, args.data_dir, out / ".runs", seeds=tuple(int(s) for s in args.seeds.split(",")),
+                       overrides=eval(f"dict({args.override})"))
+    if args.report:
+        print(write_report(rows, out, "make suite" + (" WHOLE=1" if args.whole else "")))
+    return 0
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,162 @@
+"""Data-aware budgets, the degeneracy check and restarts chosen by the model's own objective (issue 17)."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+
+from mixclust import AEClustering, AutoEncoder, DegenerateFitWarning, EmptyClusterWarning, MoA, VaDE
+from mixclust._deep import AUTO_MAX_RUNS, DeepEstimator, auto_batch_size, auto_epochs
+from mixclust.metrics import degeneracy
+
+
+def _blobs(n=240, k=3, seed=0):
+    X, y = make_blobs(n, centers=k, n_features=4, random_state=seed)
+    return ((X - X.min()) / (X.max() - X.min())).astype(np.float32), y
+
+
+# -- the degeneracy check ---------------------------------------------------------------------------------
+def test_degeneracy_flags_one_cluster_and_passes_a_balanced_split():
+    balanced = np.repeat(np.arange(10), 50)
+    assert degeneracy(balanced, 10) is None
+    collapsed = np.zeros(500, dtype=int)
+    reason = degeneracy(collapsed, 10)
+    assert "9 of 10 clusters" in reason and "9 empty" in reason and "100%" in reason
+
+
+def test_degeneracy_flags_a_dominant_cluster_and_flat_soft_assignments():
+    labels = np.concatenate([np.zeros(400, int), np.repeat(np.arange(1, 10), 12)])  # 400 of 508 in one
+    assert "more than 3/K" in degeneracy(labels, 10)
+    rng = np.random.default_rng(0)
+    flat = np.full((300, 3), 1 / 3) + rng.normal(0, 1e-3, (300, 3))
+    labels = np.arange(300) % 3  # balanced hard labels, yet gamma is the same for every sample
+    assert degeneracy(labels, 3) is None
+    assert "barely vary" in degeneracy(labels, 3, flat)
+
+
+def test_degeneracy_leaves_two_imbalanced_clusters_alone():
+    # breast-cancer-like shares (37% / 63%): real imbalance, not a collapse
+    assert degeneracy(np.r_[np.zeros(212, int), np.ones(357, int)], 2) is None
+
+
+# -- restarts: the choice uses the model's objective and sets degenerate runs aside ----------------------
+class _Scripted(DeepEstimator):
+    """Each run's labels and objective come from a script indexed by the run's seed."""
+
+    def __init__(self, script, n_init="auto", random_state=0, device="cpu"):
+        self.script = script
+        self.n_init = n_init
+        self.random_state = random_state
+        self.device = device
+
+    n_clusters = 4
+
+    def fit(self, X):
+        self._drawn_seed = self.random_state
+        self.calls = 0
+        try:
+            self._fit_with_restarts(lambda: self._once(X), X)
+        finally:
+            self._drawn_seed = None
+        return self
+
+    def _once(self, X):
+        run = len(getattr(self, "_seen", []))
+        self._seen = [*getattr(self, "_seen", []), self._seed_value()]
+        collapsed, self.value_ = self.script[run]
+        self.labels_ = np.zeros(len(X), int) if collapsed else np.arange(len(X)) % 4
+
+    def _proba(self, X):
+        return np.eye(4)[self.labels_]
+
+    def _objective(self, X):
+        return self.value_
+
+
+def test_restarts_choose_the_lowest_objective_among_healthy_runs():
+    X = np.zeros((80, 2), np.float32)
+    # run 1 degenerate with the best objective (a collapse can score well), runs 2 and 3 healthy
+    model = _Scripted([(True, -100.0), (False, 5.0), (False, 3.0)], n_init=3).fit(X)
+    assert model.n_init_objectives_ == [-100.0, 5.0, 3.0]
+    assert model.n_init_degenerate_[0] is not None and model.n_init_degenerate_[1:] == [None, None]
+    assert model.best_init_ == 2 and model.value_ == 3.0
+    assert len(set(model._seen)) == 3  # every run from its own seed
+
+
+def test_auto_restarts_only_while_degenerate_and_warn_when_all_are():
+    X = np.zeros((80, 2), np.float32)
+    healthy_first = _Scripted([(False, 1.0), (False, 0.0), (False, 0.0)]).fit(X)
+    assert len(healthy_first.n_init_objectives_) == 1  # a healthy fit costs one run
+    recovered = _Scripted([(True, 0.0), (False, 2.0), (False, 1.0)]).fit(X)
+    assert len(recovered.n_init_objectives_) == 2 and recovered.best_init_ == 1
+    with pytest.warns(EmptyClusterWarning, match=f"degenerate after {AUTO_MAX_RUNS} run"):
+        stuck = _Scripted([(True, 2.0), (True, 1.0), (True, 3.0)]).fit(X)
+    assert stuck.best_init_ == 1  # the best of the degenerate runs, by the objective
+    assert issubclass(EmptyClusterWarning, DegenerateFitWarning)
+
+
+# -- budgets that follow the data -------------------------------------------------------------------------
+def test_auto_batch_size_shrinks_for_small_data_and_keeps_256_for_mnist():
+    assert auto_batch_size(60000) == 256
+    assert auto_batch_size(1000) == 32
+    assert auto_batch_size(5000) == 64
+    assert auto_batch_size(10) == 32
+
+
+@pytest.mark.parametrize("model", [VaDE(), MoA(), AutoEncoder()])
+def test_auto_epochs_give_small_data_more_steps_per_sample(model):
+    def steps_per_sample(n):
+        model._resolve_budget(n)
+        return model.epochs_ * math.ceil(n / model.batch_size_) / n
+
+    assert steps_per_sample(1000) > steps_per_sample(70000)
+    model._resolve_budget(1000)
+    assert model.epochs_ * math.ceil(1000 / model.batch_size_) >= 1000  # at least a thousand updates
+
+
+def test_auto_epochs_keep_the_mnist_budget():
+    vade = VaDE()
+    vade._resolve_budget(60000)
+    assert (vade.pretrain_epochs_, vade.epochs_, vade.batch_size_) == (30, 20, 256)
+    assert auto_epochs(60000, 256, 30, 2000) == 30
+    assert auto_epochs(1000, 32, 30, 2000) == math.ceil(2000 / 32)
+
+
+def test_explicit_budgets_are_kept_and_bad_ones_named():
+    X, _ = _blobs()
+    model = VaDE(3, hidden=(8,), pretrain_epochs=1, epochs=2, batch_size=50).fit(X)
+    assert (model.pretrain_epochs_, model.epochs_, model.batch_size_) == (1, 2, 50)
+    with pytest.raises(ValueError, match="n_init"):
+        VaDE(3, n_init=0).fit(X)
+    with pytest.raises(TypeError, match="epochs"):
+        VaDE(3, epochs="long").fit(X)
+
+
+def test_n_init_with_a_fixed_random_state_is_reproducible():
+    X, _ = _blobs()
+    params = dict(hidden=(8,), latent_dim=2, pretrain_epochs=2, epochs=2, n_init=2, random_state=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        a, b = VaDE(3, **params).fit(X), VaDE(3, **params).fit(X)
+    assert a.n_init_objectives_ == b.n_init_objectives_ and len(a.n_init_objectives_) == 2
+    assert a.n_init_objectives_[0] != a.n_init_objectives_[1]  # the runs differ
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.best_init_ == int(np.argmin([v if r is None else np.inf for v, r in
+                                          zip(a.n_init_objectives_, a.n_init_degenerate_)])) \
+        or all(a.n_init_degenerate_)
+
+
+def test_vade_decoder_variance_auto_is_the_pretrained_residual_variance():
+    X, _ = _blobs()
+    model = VaDE(3, hidden=(8,), latent_dim=2, pretrain_epochs=3, epochs=1).fit(X)
+    assert 0 < model.decoder_variance_ < X.var()
+    fixed = VaDE(3, hidden=(8,), latent_dim=2, pretrain_epochs=3, epochs=1, decoder_variance=0.5).fit(X)
+    assert fixed.decoder_variance_ == 0.5
+
+
+def test_arch_auto_is_the_mlp_for_images():
+    X = np.random.default_rng(0).random((40, 1, 6, 6)).astype(np.float32)
+    model = AEClustering(2, hidden=(8,), latent_dim=2, epochs=1).fit(X)
+    assert model.arch_ == "mlp" and model.predict(X).shape == (40,)

@@ -1,0 +1,28 @@
+"""The benchmark suite: cached runs, the K-means guarantee and the report (tiny sets only)."""
+
+from mixclust.studies import suite
+
+
+def test_suite_runs_caches_and_reports(tmp_path):
+    logged = []
+    rows = suite.compute(["iris"], ["kmeans", "gmm"], None, tmp_path / ".runs", log=logged.append, seeds=(0, 1))
+    assert {(r["model"], r["seed"]) for r in rows} == {("kmeans", 0), ("kmeans", 1), ("gmm", 0), ("gmm", 1)}
+    assert all(0.5 < r["nmi"] <= 1 and r["used"] == 3 for r in rows)
+    again = suite.compute(["iris"], ["kmeans", "gmm"], None, tmp_path / ".runs", log=logged.append, seeds=(0, 1))
+    assert again == rows and len(logged) == 4  # the second call read every run from the cache
+    readme = suite.write_report(rows, tmp_path, "make suite")
+    text = readme.read_text()
+    assert "Tabular sets" in text and "| iris | flat | gmm |" in text
+
+
+def test_guarantee_compares_each_deep_model_with_kmeans_on_image_sets():
+    rows = [{"set": "digits", "form": f, "model": m, "seed": 0, "nmi": v} for f, m, v in
+            [("flat", "kmeans", 0.70), ("flat", "vade", 0.69), ("images", "vade", 0.60), ("flat", "nnobj", 0.9)]]
+    rows.append({"set": "iris", "form": "flat", "model": "vade", "seed": 0, "nmi": 0.1})  # not an image set
+    checks = {(c["form"], c["model"]): c["holds"] for c in suite.guarantee(rows)}
+    assert checks == {("flat", "vade"): "yes", ("images", "vade"): "**no**", ("flat", "nnobj"): "yes"}
+
+
+def test_every_registered_clusterer_is_in_the_suite():
+    assert {"vade", "aekm", "moa", "nnobj", "gmm"} <= set(suite.clusterers())
+    assert "ae" not in suite.clusterers()
