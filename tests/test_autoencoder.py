@@ -321,7 +321,7 @@ def test_from_autoencoder_does_not_retrain(fitted_vae, images, tmp_path):
     X, labels = images
     before = {k: v.clone() for k, v in fitted_vae.encoder_.state_dict().items()}
     history = list(fitted_vae.history_)
-    km = AEClustering.from_autoencoder(fitted_vae, 3).fit(X)
+    km = AEClustering.from_autoencoder(fitted_vae, 3, clusterer="kmeans").fit(X)
     gmm = AEClustering.from_autoencoder(fitted_vae, 3, clusterer="gmm", covariance_type="diag").fit(X)
     assert km.autoencoder_ is fitted_vae and gmm.autoencoder_ is fitted_vae
     assert fitted_vae.history_ == history

@@ -454,7 +454,12 @@ class AEClustering(DeepEstimator):
     Parameters
     ----------
     n_clusters : int, default=10
-    clusterer : {"kmeans", "gmm"}, default="kmeans"
+    clusterer : {"gmm", "kmeans"}, default="gmm"
+        The full-covariance mixture follows the elongated clusters of autoencoder codes that K-means cuts
+        across, and gives soft assignments. Measured: MNIST (70k, MLP AE, 12 epochs) NMI 0.782 against 0.670
+        with K-means; scikit-learn's digits 0.80-0.84 against 0.73 (the former demo settings); with this
+        release's defaults on digits K-means on the codes scored 0.702, below K-means on the pixels
+        (0.742; reports/suite).
     variational : bool, default=False
         Cluster a VAE's latent means instead of an autoencoder's.
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
@@ -492,7 +497,7 @@ class AEClustering(DeepEstimator):
 
     _degenerate_hint = "try clusterer='gmm', a longer autoencoder training (epochs) or n_init=5"
 
-    def __init__(self, n_clusters=10, *, clusterer="kmeans", variational=False, covariance_type="full",
+    def __init__(self, n_clusters=10, *, clusterer="gmm", variational=False, covariance_type="full",
                  reg_covar=1e-6, arch="auto", latent_dim=10, hidden=mnn.MLP_HIDDEN, filters=8, n_blocks=3,
                  loss="mse", beta=1.0, epochs="auto", batch_size="auto", lr=1e-3, clip_norm=None, patience=None,
                  n_init="auto", checkpoint_dir=None, random_state=0, device="auto", verbose=0):
@@ -520,7 +525,7 @@ class AEClustering(DeepEstimator):
         self.verbose = verbose
 
     @classmethod
-    def from_autoencoder(cls, autoencoder, n_clusters=10, clusterer="kmeans", *, covariance_type="full",
+    def from_autoencoder(cls, autoencoder, n_clusters=10, clusterer="gmm", *, covariance_type="full",
                          reg_covar=1e-6, random_state=None) -> AEClustering:
         """An AEClustering whose ``fit(X)`` clusters the latent space of an already fitted ``autoencoder``.
 
