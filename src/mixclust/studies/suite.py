@@ -50,6 +50,7 @@ class SuiteSet:
     description: str
     loader: object  # (data_dir) -> (X, y); images (n, C, H, W) in [0, 1]
     size: str = "small"  # "small" or "whole" (whole MNIST / Fashion-MNIST: run with --whole)
+    k: int = 10  # the number of classes, asked of every model
 
 
 def _subsampled(name, n, data_dir, seed=0):
@@ -93,15 +94,15 @@ SETS: dict[str, SuiteSet] = {s.name: s for s in [
     SuiteSet("fashion-5k", "image", "Fashion-MNIST, 5,000 random images", partial(_subsampled, "fashion_mnist", 5000)),
     SuiteSet("digits16-2k", "image", "MNIST shrunk to 16 x 16, 2,000 images", partial(_small_digits, 2000)),
     SuiteSet("pooled20-2k", "image", "MNIST + Fashion-MNIST pooled, 20 classes, 2,000 images",
-             partial(_pooled20, 2000)),
+             partial(_pooled20, 2000), k=20),
     SuiteSet("fsdd", "image", "FSDD spoken digits, 3,000 log-mel images (1, 32, 32)", partial(_registered, "fsdd",
                                                                                                   split="all")),
-    SuiteSet("iris", "tabular", "Fisher's iris, 150 x 4, standardised", partial(_sklearn_table, "iris")),
-    SuiteSet("wine", "tabular", "wine, 178 x 13, standardised", partial(_sklearn_table, "wine")),
+    SuiteSet("iris", "tabular", "Fisher's iris, 150 x 4, standardised", partial(_sklearn_table, "iris"), k=3),
+    SuiteSet("wine", "tabular", "wine, 178 x 13, standardised", partial(_sklearn_table, "wine"), k=3),
     SuiteSet("breast-cancer", "tabular", "breast cancer, 569 x 30, standardised",
-             partial(_sklearn_table, "breast_cancer")),
-    *(SuiteSet(k, "synthetic", f"{k}, 1,000 x 2", partial(_registered, k)) for k in
-      ("blobs", "anisotropic", "varied", "moons", "circles")),
+             partial(_sklearn_table, "breast_cancer"), k=2),
+    *(SuiteSet(name, "synthetic", f"{name}, 1,000 x 2", partial(_registered, name), k=k) for name, k in
+      (("blobs", 3), ("anisotropic", 3), ("varied", 3), ("moons", 2), ("circles", 2))),
     SuiteSet("mnist", "image", "MNIST, all 70,000 images", partial(_subsampled, "mnist", None), "whole"),
     SuiteSet("fashion", "image", "Fashion-MNIST, all 70,000 images", partial(_subsampled, "fashion_mnist", None),
              "whole"),
@@ -164,8 +165,10 @@ def _forms(suite_set: SuiteSet, name: str) -> tuple[str, ...]:
     return ("flat",) if tabular else FORMS
 
 
-def compute(sets, models, data_dir, cache_dir: Path, log=print, seeds=SEEDS, overrides=None) -> list[dict]:
-    """Run (or read from the cache) every model on every set; returns one row per run."""
+def compute(sets, models, data_dir, cache_dir: Path, log=print, seeds=SEEDS, overrides=None,
+            cached_only: bool = False) -> list[dict]:
+    """Run (or read from the cache) every model on every set; returns one row per run. ``cached_only``:
+    read what the cache holds and run nothing (to render a report while the suite still runs)."""
     rows = []
     for set_name in sets:
         suite_set = SETS[set_name]
@@ -180,6 +183,13 @@ def compute(sets, models, data_dir, cache_dir: Path, log=print, seeds=SEEDS, ove
                                  == (set_name, name, form, seeds[0])]
                         if first and first[0]["seconds"] > MULTI_SEED_SECONDS:
                             continue
+                    if cached_only:
+                        key = (set_name, form, name, seed, _params_key(_make(name, suite_set.k, seed, overrides)),
+                               SUITE_VERSION)
+                        if key in cache:
+                            rows.append({"set": set_name, "form": form, "model": name, "seed": seed,
+                                         "K": suite_set.k, **cache[key]})
+                        continue
                     if data is None:
                         X, y = suite_set.loader(data_dir=data_dir)
                         data = (X, y, len(np.unique(y)))
@@ -189,7 +199,7 @@ def compute(sets, models, data_dir, cache_dir: Path, log=print, seeds=SEEDS, ove
                     if key not in cache:
                         inputs = X.reshape(len(X), -1) if form == "flat" else X
                         result = fit_one(name, inputs, y, K, seed, overrides)
-                        cache.put(key, result)
+                        cache.put(key, {**result, "K": K, "params": key[4]})
                         log(f"{set_name:14s} {form:6s} {name:12s} seed {seed}: NMI {result['nmi']:.3f} "
                             f"used {result['used']}/{K} {result['seconds']:.1f} s {result['warned']}")
                     rows.append({"set": set_name, "form": form, "model": name, "seed": seed, "K": K,
@@ -258,8 +268,9 @@ def write_report(rows: list[dict], out_dir: Path, command: str) -> Path:
     report = Report(out_dir, "Benchmark suite: every clusterer with its defaults", command=command, seed=0)
     report.text(__doc__.split("\n\n", 1)[1].split("Every run is cached")[0])
     report.text(f"Seeds {', '.join(map(str, SEEDS))} where the seed-0 run took under {MULTI_SEED_SECONDS:.0f} s, "
-                "seed 0 alone otherwise. One torch thread per job, 2-core machine. `warned`: the warning the fit "
-                "raised (a degenerate result that survived the restarts).")
+                "seed 0 alone otherwise. One torch thread per job, 2-core machine; `seconds` is wall-clock time "
+                "with other jobs on the machine, so it overstates the time of a fit alone. `warned`: the warning the "
+                "fit raised (a degenerate result that survived the restarts).")
     checks = guarantee(rows)
     if checks:
         failed = [c for c in checks if c["holds"] != "yes"]
@@ -293,6 +304,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1: one job per core)")
     parser.add_argument("--report", action="store_true", help="write OUT/README.md from every cached run")
+    parser.add_argument("--render", action="store_true", help="run nothing: write the report from the cached runs "
+                        "(the latest cached parameters of each model)")
     parser.add_argument("--override", default="", help="probe a candidate default, e.g. \"arch='conv'\" "
                         "(set on every model that has the parameter; cached apart by the parameters; "
                         "never for the committed report)")
@@ -310,8 +323,8 @@ def run_from_args(args) -> int:
     out = Path(args.out)
     with threads(args.threads):
         rows = compute(sets, models, args.data_dir, out / ".runs", seeds=tuple(int(s) for s in args.seeds.split(",")),
-                       overrides=eval(f"dict({args.override})"))
-    if args.report:
+                       overrides=eval(f"dict({args.override})"), cached_only=args.render)
+    if args.report or args.render:
         print(write_report(rows, out, "make suite" + (" WHOLE=1" if args.whole else "")))
     return 0
 
