@@ -393,9 +393,9 @@ class VaDE(DeepEstimator):
             return float(self.decoder_variance)
         self.network_.eval()
         total = 0.0
-        for start, x_hat in zip(range(0, len(X), 2048), self._batched(
+        for start, x_hat in zip(range(0, len(X), INFERENCE_BATCH), self._batched(
                 lambda x: self.network_.decoder(self.network_.encode(x)[0]), X)):
-            x = torch.as_tensor(X[start:start + 2048], device=x_hat.device)
+            x = torch.as_tensor(X[start:start + INFERENCE_BATCH], device=x_hat.device)
             total += float(((x_hat - x) ** 2).sum(dtype=torch.float64))
         return max(total / X.size, 1e-4 * float(X.var()), 1e-12)
 
