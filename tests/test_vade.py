@@ -225,6 +225,16 @@ def test_reusing_a_pretrained_autoencoder_equals_a_fit_from_scratch(covariance_t
     assert [r["loss"] for r in scratch.history_] == [r["loss"] for r in reused.history_]
 
 
+def test_reusing_a_pretrained_autoencoder_keeps_a_given_decoder_variance():
+    # sigma^2 is a stage-2 parameter: a sweep over it must not inherit the pretrained model's "auto" value
+    X, _ = blobs(seed=4)
+    base = VaDE(3, **TINY, random_state=1).pretrain(X)
+    scratch = VaDE(3, **TINY, decoder_variance=0.3, n_init=1, random_state=1).fit(X)
+    reused = VaDE(3, **TINY, decoder_variance=0.3, n_init=1, random_state=1).fit(X, pretrained=base)
+    assert base.decoder_variance_ != 0.3 and reused.decoder_variance_ == 0.3
+    assert [r["loss"] for r in scratch.history_] == [r["loss"] for r in reused.history_]
+
+
 def test_pretrained_must_match_data_and_pretraining_parameters():
     X, _ = blobs(seed=4)
     base = VaDE(3, **TINY, random_state=1).pretrain(X)

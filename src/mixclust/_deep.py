@@ -164,6 +164,50 @@ def latent_gmm(codes: np.ndarray, centroids: np.ndarray, seed: int):
                            random_state=seed, device="cpu").fit(codes)
 
 
+#: UMAP settings of :func:`manifold_partition` (those of N2D, McConville et al. 2020: a local neighbourhood of
+#: 20 and points packed tightly, ``min_dist=0``, which suits clustering rather than display).
+MANIFOLD_NEIGHBORS = 20
+MANIFOLD_MAX_COMPONENTS = 10
+
+
+def manifold_partition(codes: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+    r"""Soft partition (n, K) of autoencoder codes by a full-covariance GMM on their UMAP embedding.
+
+    Why: a GMM (or K-means) on the codes themselves cuts clusters that are curved manifolds in the code
+    space; UMAP's k-nearest-neighbour graph follows them, and a mixture on its embedding separates them
+    (the N2D recipe, McConville et al. 2020). The embedding has :math:`\min(K, 10)` dimensions.
+    """
+    import umap  # imported here: it compiles with numba on first use
+
+    codes = np.asarray(codes, dtype=np.float32)
+    n_components = int(min(n_clusters, MANIFOLD_MAX_COMPONENTS, len(codes) - 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap warns that a fixed random_state disables its parallelism
+        embedding = umap.UMAP(n_components=max(1, n_components), n_neighbors=min(MANIFOLD_NEIGHBORS, len(codes) - 1),
+                              min_dist=0.0, random_state=seed).fit_transform(codes)
+    from .gmm import GaussianMixture
+
+    embedding = embedding.astype(np.float64)
+    gmm = GaussianMixture(n_clusters, covariance_type="full", reg_covar=1e-4, random_state=seed, device="cpu",
+                          n_init=1).fit(embedding)
+    return gmm.predict_proba(embedding)
+
+
+def weighted_gaussians(codes: np.ndarray, resp: np.ndarray, reg: float = 1e-4):
+    r"""The M-step of a full-covariance GMM from responsibilities: :math:`N_k = \sum_i r_{ik}`,
+    :math:`\mu_k = \sum_i r_{ik} z_i / N_k`, :math:`\Sigma_k = \sum_i r_{ik} (z_i - \mu_k)(z_i - \mu_k)^\top / N_k
+    + \text{reg}\, I`. Returns (counts (K,), means (K, d), covariances (K, d, d))."""
+    codes = np.asarray(codes, dtype=np.float64)
+    counts = resp.sum(0) + 1e-10
+    means = resp.T @ codes / counts[:, None]
+    d = codes.shape[1]
+    covariances = np.empty((len(counts), d, d))
+    for k in range(len(counts)):
+        centred = codes - means[k]
+        covariances[k] = (resp[:, k, None] * centred).T @ centred / counts[k] + reg * np.eye(d)
+    return counts, means, covariances
+
+
 class DeepEstimator(MixclustEstimator):
     """Shared machinery; subclasses define ``_build_modules`` and their losses.
 

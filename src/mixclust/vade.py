@@ -61,13 +61,15 @@ from torch import nn
 from . import metrics
 from . import nn as mnn
 from ._base import check_float, check_int, check_option
-from ._deep import INFERENCE_BATCH, DeepEstimator, as_float_array, keeps_global_rng, latent_gmm
+from ._deep import (INFERENCE_BATCH, DeepEstimator, as_float_array, keeps_global_rng, latent_gmm,
+                    manifold_partition, weighted_gaussians)
 from ._registry import register
 from .autoencoder import LOSSES, _check_hidden, reconstruction_loss, reparameterize
 
 KL_KINDS = ("vade", "approx")
 ASSIGN_KINDS = ("head", "posterior")
 COVARIANCE_TYPES = ("diag", "full")
+INIT_KINDS = ("kmeans", "manifold")
 LOG_2PI = math.log(2 * math.pi)
 # Bounds on the prior's log-variances: a component shrinking to a point (or blowing up) would
 # otherwise produce infinite densities and NaN gradients.
@@ -260,7 +262,7 @@ class VaDE(DeepEstimator):
 
     def __init__(self, n_clusters=10, *, latent_dim=10, beta=1.0, eta=0.0, temperature=1.0, kl="vade",
                  assign="posterior", covariance_type="full", arch="auto", hidden=mnn.MLP_HIDDEN, filters=8,
-                 n_blocks=3, loss="mse", decoder_variance="auto", n_init="auto",
+                 n_blocks=3, loss="mse", decoder_variance="auto", init="kmeans", n_init="auto",
                  pretrain_epochs="auto", pretrain_lr=1e-3, epochs="auto", batch_size="auto", lr=1e-3, clip_norm=5.0,
                  patience=None, checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         self.n_clusters = n_clusters
@@ -277,6 +279,7 @@ class VaDE(DeepEstimator):
         self.n_blocks = n_blocks
         self.loss = loss
         self.decoder_variance = decoder_variance
+        self.init = init
         self.n_init = n_init
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_lr = pretrain_lr
@@ -303,6 +306,7 @@ class VaDE(DeepEstimator):
         check_option(self.assign, "assign", ASSIGN_KINDS)
         check_option(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
         check_option(self.loss, "loss", LOSSES)
+        check_option(self.init, "init", INIT_KINDS)
         if self.decoder_variance != "auto":
             check_float(self.decoder_variance, "decoder_variance", 0.0, strict=True)
         _check_hidden(self.hidden)
@@ -344,6 +348,8 @@ class VaDE(DeepEstimator):
             self._pretrain(X, data)
         else:
             self._pretrain_history = self._adopt_warm_start(pretrained, X, "pretrained")["history"]
+            if self.decoder_variance != "auto":  # the adopted record carries the pretrained model's sigma^2
+                self.decoder_variance_ = float(self.decoder_variance)
         self._seed()
         self._initialise_prior(X)
         trainer = self._trainer(self.network_, name="train", patience=self.patience,
@@ -422,7 +428,15 @@ class VaDE(DeepEstimator):
         variances = np.stack([mu[kmeans.labels_ == k].var(axis=0) if counts[k] > 1 else mu.var(axis=0)
                               for k in range(K)]) + 1e-4
         net = self.network_
-        if net.prior_tril is not None:
+        if self.init == "manifold":
+            counts, means, covariances = weighted_gaussians(mu, manifold_partition(mu, K, self._seed_value()))
+            if net.prior_tril is None:
+                variances = np.diagonal(covariances, axis1=1, axis2=2).copy()
+            else:
+                L = np.linalg.cholesky(covariances)
+                variances = np.diagonal(L, axis1=1, axis2=2) ** 2
+                net.prior_tril.copy_(torch.as_tensor(np.tril(L, k=-1), dtype=torch.float32))
+        elif net.prior_tril is not None:
             means, variances, tril, counts = _full_gmm_start(mu, means, self._seed_value())
             net.prior_tril.copy_(torch.as_tensor(tril, dtype=torch.float32))
         net.prior_mu.copy_(torch.as_tensor(means, dtype=torch.float32))
