@@ -61,8 +61,15 @@ from torch import nn
 from . import metrics
 from . import nn as mnn
 from ._base import check_float, check_int, check_option
-from ._deep import (INFERENCE_BATCH, DeepEstimator, as_float_array, keeps_global_rng, latent_gmm,
-                    manifold_partition, weighted_gaussians)
+from ._deep import (
+    INFERENCE_BATCH,
+    DeepEstimator,
+    as_float_array,
+    keeps_global_rng,
+    latent_gmm,
+    manifold_partition,
+    weighted_gaussians,
+)
 from ._registry import register
 from .autoencoder import LOSSES, _check_hidden, reconstruction_loss, reparameterize
 
