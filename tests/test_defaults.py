@@ -160,3 +160,29 @@ def test_arch_auto_is_the_mlp_for_images():
     X = np.random.default_rng(0).random((40, 1, 6, 6)).astype(np.float32)
     model = AEClustering(2, hidden=(8,), latent_dim=2, epochs=1).fit(X)
     assert model.arch_ == "mlp" and model.predict(X).shape == (40,)
+
+
+# -- the manifold start: UMAP of the codes, then a GMM ---------------------------------------------------
+def test_manifold_partition_separates_curved_clusters_and_weighted_gaussians_is_an_m_step():
+    from sklearn.datasets import make_moons
+
+    from mixclust._deep import manifold_partition, weighted_gaussians
+    from mixclust.metrics import external_metrics
+
+    X, y = make_moons(400, noise=0.04, random_state=0)
+    resp = manifold_partition(X, 2, seed=0)
+    assert resp.shape == (400, 2) and np.allclose(resp.sum(1), 1.0)
+    assert external_metrics(y, resp.argmax(1))["ari"] > 0.95  # a GMM on the moons themselves cuts them (ARI ~0.5)
+    hard = np.eye(2)[y]
+    counts, means, covariances = weighted_gaussians(X, hard, reg=0.0)
+    np.testing.assert_allclose(counts, np.bincount(y), rtol=1e-9)
+    for k in range(2):
+        np.testing.assert_allclose(means[k], X[y == k].mean(0), rtol=1e-9)
+        np.testing.assert_allclose(covariances[k], np.cov(X[y == k].T, bias=True), rtol=1e-9, atol=1e-12)
+
+
+def test_manifold_partition_falls_back_on_tiny_data():
+    from mixclust._deep import manifold_partition
+
+    X, _ = _blobs(n=12, k=3)
+    assert manifold_partition(X, 3, seed=0) is None

@@ -26,3 +26,21 @@ def test_guarantee_compares_each_deep_model_with_kmeans_on_image_sets():
 def test_every_registered_clusterer_is_in_the_suite():
     assert {"vade", "aekm", "moa", "nnobj", "gmm"} <= set(suite.clusterers())
     assert "ae" not in suite.clusterers()
+
+
+def test_an_mlp_fit_on_images_is_the_fit_on_flattened_pixels():
+    # what lets the suite reuse the flat run for the images form of a model with arch="auto"
+    import numpy as np
+
+    from mixclust import AEClustering, MoA, VaDE
+
+    rng = np.random.default_rng(0)
+    images = rng.random((60, 1, 4, 4), dtype=np.float32)
+    small = dict(hidden=(8,), latent_dim=2, batch_size=16, random_state=0, n_init=1)
+    for model in (VaDE(3, pretrain_epochs=1, epochs=1, **small), AEClustering(3, epochs=1, **small),
+                  MoA(3, pretrain_epochs=1, router_epochs=1, epochs=1, **small)):
+        on_images = model.fit(images).predict_proba(images)
+        on_flat = model.fit(images.reshape(60, -1)).predict_proba(images.reshape(60, -1))
+        # MoA's router is convolutional on images, so only the others may reuse the flat run
+        assert suite.flattens_images(model) == (not isinstance(model, MoA))
+        assert np.array_equal(on_images, on_flat) == suite.flattens_images(model)

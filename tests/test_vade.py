@@ -117,7 +117,7 @@ def test_full_covariance_prior_starts_from_em_and_clusters_correlated_blobs():
                         for c in rng.normal(size=(3, 6)) * 5]).astype(np.float32)
     y = np.repeat(np.arange(3), 80)
     model = VaDE(3, **{**TINY, "latent_dim": 3, "pretrain_epochs": 10, "epochs": 5}, covariance_type="full",
-                 random_state=0).fit(X)
+                 init="kmeans", random_state=0).fit(X)
     assert model.covariances_.shape == (3, 3, 3)
     assert np.all(np.linalg.eigvalsh(model.covariances_) > 0)
     np.testing.assert_allclose(np.diagonal(model.covariances_, axis1=1, axis2=2) >= model.variances_ * (1 - 1e-6), True)
@@ -125,7 +125,7 @@ def test_full_covariance_prior_starts_from_em_and_clusters_correlated_blobs():
     assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(1), 1)
     assert metrics.evaluate(y, model.labels_)["ari"] > 0.9
     start = VaDE(3, **{**TINY, "latent_dim": 3, "pretrain_epochs": 10, "epochs": 0}, covariance_type="full",
-                 random_state=0).fit(X)
+                 init="kmeans", random_state=0).fit(X)
     from mixclust import GaussianMixture
 
     mu = start.transform(X).astype(np.float64)
@@ -141,7 +141,7 @@ def test_full_covariance_prior_starts_from_em_and_clusters_correlated_blobs():
 def test_prior_initialisation_is_laplace_smoothed_kmeans():
     assert laplace_weights([3, 0, 7]).tolist() == pytest.approx([4 / 13, 1 / 13, 8 / 13])
     X, _ = blobs()
-    model = VaDE(3, **{**TINY, "epochs": 0}, covariance_type="diag", random_state=0).fit(X)
+    model = VaDE(3, **{**TINY, "epochs": 0}, covariance_type="diag", init="kmeans", random_state=0).fit(X)
     mu = model.transform(X).astype(np.float64)
     from sklearn.cluster import KMeans
 

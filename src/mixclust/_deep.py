@@ -168,18 +168,24 @@ def latent_gmm(codes: np.ndarray, centroids: np.ndarray, seed: int):
 #: 20 and points packed tightly, ``min_dist=0``, which suits clustering rather than display).
 MANIFOLD_NEIGHBORS = 20
 MANIFOLD_MAX_COMPONENTS = 10
+#: Below this many samples a neighbourhood graph says little: :func:`manifold_partition` returns None and the
+#: models start from a GMM of the codes instead.
+MANIFOLD_MIN_SAMPLES = 100
 
 
-def manifold_partition(codes: np.ndarray, n_clusters: int, seed: int) -> np.ndarray:
+def manifold_partition(codes: np.ndarray, n_clusters: int, seed: int) -> np.ndarray | None:
     r"""Soft partition (n, K) of autoencoder codes by a full-covariance GMM on their UMAP embedding.
 
     Why: a GMM (or K-means) on the codes themselves cuts clusters that are curved manifolds in the code
     space; UMAP's k-nearest-neighbour graph follows them, and a mixture on its embedding separates them
-    (the N2D recipe, McConville et al. 2020). The embedding has :math:`\min(K, 10)` dimensions.
+    (the N2D recipe, McConville et al. 2020). The embedding has :math:`\min(K, 10)` dimensions. Returns None
+    for fewer than :data:`MANIFOLD_MIN_SAMPLES` (or 5K) samples.
     """
+    codes = np.asarray(codes, dtype=np.float32)
+    if len(codes) < max(MANIFOLD_MIN_SAMPLES, 5 * n_clusters):
+        return None
     import umap  # imported here: it compiles with numba on first use
 
-    codes = np.asarray(codes, dtype=np.float32)
     n_components = int(min(n_clusters, MANIFOLD_MAX_COMPONENTS, len(codes) - 2))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap warns that a fixed random_state disables its parallelism
@@ -215,6 +221,8 @@ class DeepEstimator(MixclustEstimator):
     ``arch_`` (the resolved architecture), ``n_features_in_``.
     """
 
+    #: True when a part of the network is convolutional on images whatever ``arch`` (MoA's router).
+    _convolutional_parts = False
     #: ``"auto"`` budgets: parameter -> (min_epochs, min_steps) of :func:`auto_epochs`.
     _auto_epochs: dict[str, tuple[int, int]] = {}
 

@@ -47,7 +47,7 @@ from torch.func import functional_call, vmap
 from . import distributed, metrics
 from . import nn as mnn
 from ._base import check_float, check_int, check_option
-from ._deep import DeepEstimator, keeps_global_rng, latent_gmm
+from ._deep import DeepEstimator, keeps_global_rng, latent_gmm, manifold_partition
 from ._registry import register
 from .autoencoder import _check_hidden, reconstruction_loss
 
@@ -58,7 +58,7 @@ LOSSES = ("blend", "competitive", "minimax", "bound", "frobenius_bound", "switch
 AUTO_BALANCE_PER_FEATURE = {"competitive": 5.0 / 784}
 GRAMS = ("batch", "ema")
 EXPERT_PATHS = ("auto", "loop", "vmap")
-INITS = ("kmeans", "gmm", "random")
+INITS = ("kmeans", "gmm", "manifold", "random")
 #: ``pretrain_epochs="auto"`` / ``router_epochs="auto"``: enough epochs for this many optimiser steps. On MNIST
 #: (70,000 images, batch 256: 274 steps an epoch) that is 3 and 2 epochs, the budget the study measured; a
 #: fixed number of epochs starved small data sets: on scikit-learn's digits (29 steps an epoch at batch 64)
@@ -333,6 +333,7 @@ class MoA(DeepEstimator):
     """
 
     _auto_epochs = {**{k: (1, v) for k, v in AUTO_INIT_STEPS.items()}, "epochs": AUTO_TRAIN}
+    _convolutional_parts = True  # the router (SPEC §1) on images
     _degenerate_hint = "a balance term (balance=...), features scaled to [0, 1], or n_init=5 may help"
     _warm_start_params = ("n_clusters", "init", "pretrain_epochs", "router_epochs", "arch", "latent_dim",
                           "filters", "n_blocks", "hidden", "router_filters", "router_hidden", "batch_size", "lr",
@@ -524,7 +525,10 @@ class MoA(DeepEstimator):
         codes = self._cat(self._batched(first["encoder"], X)).astype(np.float64)
         kmeans = KMeans(self.n_clusters, n_init=10, random_state=self._seed_value()).fit(codes)
         labels = kmeans.labels_
-        if self.init == "gmm":
+        resp = manifold_partition(codes, self.n_clusters, self._seed_value()) if self.init == "manifold" else None
+        if resp is not None:
+            labels = resp.argmax(1)
+        elif self.init in ("gmm", "manifold"):  # "manifold" on too few samples for a neighbourhood graph
             labels = latent_gmm(codes, kmeans.cluster_centers_, self._seed_value()).labels_
         self.init_labels_ = labels.astype(np.int64)
         targets = torch.as_tensor(self.init_labels_, device=data.device)

