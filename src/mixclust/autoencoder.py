@@ -54,8 +54,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import nn as mnn
 from ._base import MixclustEstimator, check_float, check_int, check_option
-from ._deep import (INFERENCE_BATCH, DeepEstimator, as_float_array, keeps_global_rng, manifold_partition,
-                    weighted_gaussians)
+from ._deep import (
+    INFERENCE_BATCH,
+    DeepEstimator,
+    as_float_array,
+    keeps_global_rng,
+    manifold_partition,
+    weighted_gaussians,
+)
 from ._registry import MODELS, register
 from .gmm import COVARIANCE_TYPES, GaussianMixture
 
