@@ -173,7 +173,7 @@ def embed_2d(Z, method: str = "auto", random_state: int = 0) -> np.ndarray:
             import umap
         except ImportError:
             if method == "umap":
-                raise ImportError("method='umap' needs umap-learn (a mixclust dependency): pip install umap-learn") from None
+                raise ImportError("method='umap' needs umap-learn: pip install umap-learn") from None
         else:
             return umap.UMAP(n_components=2, random_state=random_state).fit_transform(Z)
     from sklearn.manifold import TSNE
