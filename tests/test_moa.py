@@ -297,7 +297,7 @@ def test_gmm_initialisation_routes_like_a_full_gmm_begun_at_the_kmeans_centroids
 
     rng = np.random.default_rng(3)
     X = rng.random((240, 6)).astype(np.float32)
-    model = MoA(3, **{**TINY, "epochs": 0, "pretrain_epochs": 5, "router_epochs": 0}, random_state=0)
+    model = MoA(3, **{**TINY, "epochs": 0, "pretrain_epochs": 5, "router_epochs": 0}, init="gmm", random_state=0)
     model.fit(X)
     codes = model.latent(X).astype(np.float64)  # every expert is still the pretrained autoencoder
     centroids = KMeans(3, n_init=10, random_state=0).fit(codes).cluster_centers_
