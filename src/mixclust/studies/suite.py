@@ -35,6 +35,9 @@ DESCRIPTION = "every registered clusterer with its defaults on many data sets, b
 SUITE_VERSION = 3
 BASELINES = ("kmeans", "sklearn-gmm")
 FORMS = ("flat", "images")
+#: Shown beside the deep models but outside the guarantee: the baselines and mixclust's own EM GMM (which
+#: equals scikit-learn's from the same start).
+NOT_DEEP = (*BASELINES, "gmm")
 #: Runs faster than this get 3 seeds; slower ones seed 0 only.
 MULTI_SEED_SECONDS = 60.0
 SEEDS = (0, 1, 2)
@@ -236,11 +239,12 @@ def _summary(rows: list[dict]) -> list[dict]:
 
 
 def guarantee(rows: list[dict]) -> list[dict]:
-    """Every deep model's seed-0 NMI against K-means' seed-0 NMI on each image set and form."""
+    """Every deep model's seed-0 NMI against K-means' seed-0 NMI on each image set and form (not the EM GMM)."""
     kmeans = {r["set"]: r["nmi"] for r in rows if r["model"] == "kmeans" and r["seed"] == 0}
     checks = []
     for r in rows:
-        if r["seed"] != 0 or r["model"] in BASELINES or SETS[r["set"]].kind != "image" or r["set"] not in kmeans:
+        if (r["seed"] != 0 or r["model"] in NOT_DEEP or SETS[r["set"]].kind != "image"
+                or r["set"] not in kmeans):
             continue
         margin = r["nmi"] - kmeans[r["set"]]
         checks.append({"set": r["set"], "form": r["form"], "model": r["model"], "NMI": r["nmi"],
