@@ -56,6 +56,7 @@ class _Scripted(DeepEstimator):
     def fit(self, X):
         self._drawn_seed = self.random_state
         self.calls = 0
+        self.collapses_seen = []  # one list shared by every run's snapshot
         try:
             self._fit_with_restarts(lambda: self._once(X), X)
         finally:
@@ -65,6 +66,7 @@ class _Scripted(DeepEstimator):
     def _once(self, X):
         run = len(getattr(self, "_seen", []))
         self._seen = [*getattr(self, "_seen", []), self._seed_value()]
+        self.collapses_seen.append(self._degenerate_so_far)
         collapsed, self.value_ = self.script[run]
         self.labels_ = np.zeros(len(X), int) if collapsed else np.arange(len(X)) % 4
 
@@ -94,7 +96,18 @@ def test_auto_restarts_only_while_degenerate_and_warn_when_all_are():
     with pytest.warns(EmptyClusterWarning, match=f"degenerate after {AUTO_MAX_RUNS} run"):
         stuck = _Scripted([(True, 2.0), (True, 1.0), (True, 3.0)]).fit(X)
     assert stuck.best_init_ == 1  # the best of the degenerate runs, by the objective
+    assert stuck.collapses_seen == [0, 1, 2]  # each restart knows how many runs collapsed before it
     assert issubclass(EmptyClusterWarning, DegenerateFitWarning)
+
+
+def test_vade_restart_after_a_collapse_weighs_the_reconstruction_more():
+    X, _ = _blobs(n=120)
+    model = VaDE(3, hidden=(16,), latent_dim=2, pretrain_epochs=2, epochs=0, batch_size=32).pretrain(X)
+    first = model.decoder_variance_
+    residual = float(((model.inverse_transform(model.transform(X)) - X) ** 2).sum()) / len(X)
+    assert first == pytest.approx(residual / (2 * 2), rel=1e-4)  # sigma^2 = D mse / (2 d)
+    model._degenerate_so_far = 1
+    assert model._resolve_decoder_variance(X) == pytest.approx(first / 4, rel=1e-6)
 
 
 # -- budgets that follow the data -------------------------------------------------------------------------

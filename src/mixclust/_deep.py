@@ -284,6 +284,7 @@ class DeepEstimator(MixclustEstimator):
             for run in range(max_runs):
                 self._drawn_seed = (base + _RESTART_SEED_STEP * run) % (2**31 - 1)
                 self._stage_suffix = f"-run{run + 1}" if run else ""
+                self._degenerate_so_far = sum(r[1] is not None for r in runs)
                 fit_once()
                 K = int(getattr(self, self._n_clusters_param))
                 reason = degeneracy(self.labels_, K, self._proba(X))
@@ -293,6 +294,7 @@ class DeepEstimator(MixclustEstimator):
         finally:
             self._drawn_seed = base
             self._stage_suffix = ""
+            self._degenerate_so_far = 0
         healthy = [i for i, r in enumerate(runs) if r[1] is None]
         best = min(healthy or range(len(runs)), key=lambda i: runs[i][0])
         vars(self).update(runs[best][2])
@@ -310,7 +312,8 @@ class DeepEstimator(MixclustEstimator):
     def _fitted_snapshot(self) -> dict:
         """Everything a run set on the estimator (fitted attributes and private state), not its parameters."""
         params = set(self.get_params(deep=False))
-        return {k: v for k, v in vars(self).items() if k not in params and k not in ("_drawn_seed", "_stage_suffix")}
+        return {k: v for k, v in vars(self).items()
+                if k not in params and k not in ("_drawn_seed", "_stage_suffix", "_degenerate_so_far")}
 
     def _objective(self, X: np.ndarray) -> float:
         """The model's own unsupervised objective on X (lower is better), to choose among restarts."""

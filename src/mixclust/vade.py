@@ -368,6 +368,8 @@ class VaDE(DeepEstimator):
             self._pretrain_history = self._adopt_warm_start(pretrained, X, "pretrained")["history"]
             if self.decoder_variance != "auto":  # the adopted record carries the pretrained model's sigma^2
                 self.decoder_variance_ = float(self.decoder_variance)
+            else:  # the restart after a collapse, as in _resolve_decoder_variance
+                self.decoder_variance_ /= 4.0 ** getattr(self, "_degenerate_so_far", 0)
         self._seed()
         self._initialise_prior(X)
         trainer = self._trainer(self.network_, name="train", patience=self.patience,
@@ -412,16 +414,19 @@ class VaDE(DeepEstimator):
     def _resolve_decoder_variance(self, X: np.ndarray) -> float:
         r"""sigma^2 of the Gaussian decoder: the given ``decoder_variance``, or for ``"auto"`` the value at which
         the pretrained autoencoder's reconstruction is worth ``latent_dim`` nats per sample,
-        :math:`\sigma^2 = D \cdot \text{mse} / (2 d)`, floored at 1e-4 of the data's variance."""
+        :math:`\sigma^2 = D \cdot \text{mse} / (2 d)`, floored at 1e-4 of the data's variance; divided by
+        :math:`4^k` in a restart that follows k degenerate runs (a collapse means the KL won)."""
         if self.decoder_variance != "auto":
             return float(self.decoder_variance)
+        # After a run that collapsed (the KL won), the restart weighs the reconstruction 4x more (R = 4^k d).
+        strength = 4.0 ** getattr(self, "_degenerate_so_far", 0)
         self.network_.eval()
         total = 0.0
         for start, x_hat in zip(range(0, len(X), INFERENCE_BATCH), self._batched(
                 lambda x: self.network_.decoder(self.network_.encode(x)[0]), X)):
             x = torch.as_tensor(X[start:start + INFERENCE_BATCH], device=x_hat.device)
             total += float(((x_hat - x) ** 2).sum(dtype=torch.float64))
-        return max(total / len(X) / (2.0 * int(self.latent_dim)), 1e-4 * float(X.var()), 1e-12)
+        return max(total / len(X) / (2.0 * int(self.latent_dim) * strength), 1e-4 * float(X.var()), 1e-12)
 
     def _autoencoder_parameters(self):
         """Parameters trained in pretraining: encoder body and mean head, decoder."""
