@@ -165,7 +165,7 @@ def fit_one(name: str, X: np.ndarray, y: np.ndarray, n_clusters: int, seed: int,
     return {"nmi": scores["nmi"], "ari": scores["ari"], "acc": scores["acc"],
             "used": int((sizes > 0).sum()), "largest": float(sizes.max() / len(labels)),
             "seconds": seconds, "warned": ", ".join(kinds),
-            "n_init_runs": len(getattr(model, "init_objectives_", [])) or None}
+            "n_init_runs": len(getattr(model, "n_init_objectives_", [])) or None}
 
 
 def _forms(suite_set: SuiteSet, name: str) -> tuple[str, ...]:
