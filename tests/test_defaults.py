@@ -107,7 +107,8 @@ def test_vade_restart_after_a_collapse_weighs_the_reconstruction_more():
     residual = float(((model.inverse_transform(model.transform(X)) - X) ** 2).sum()) / len(X)
     assert first == pytest.approx(residual / (2 * 2), rel=1e-4)  # sigma^2 = D mse / (2 d)
     model._degenerate_so_far = 1
-    assert model._resolve_decoder_variance(X) == pytest.approx(first / 4, rel=1e-6)
+    assert model._run_decoder_variance(first) == pytest.approx(first / 4, rel=1e-6)
+    assert model._resolve_decoder_variance(X) == first  # the pretrained value (and a warm start's) stays the base
 
 
 # -- budgets that follow the data -------------------------------------------------------------------------

@@ -530,13 +530,14 @@ class MoA(DeepEstimator):
             decoder.load_state_dict(experts.decoders[0].state_dict())
         first.eval()
         codes = self._cat(self._batched(first["encoder"], X)).astype(np.float64)
-        kmeans = KMeans(self.n_clusters, n_init=10, random_state=self._seed_value()).fit(codes)
-        labels = kmeans.labels_
         resp = manifold_partition(codes, self.n_clusters, self._seed_value()) if self.init == "manifold" else None
         if resp is not None:
             labels = resp.argmax(1)
-        elif self.init in ("gmm", "manifold"):  # "manifold" on too few samples for a neighbourhood graph
-            labels = latent_gmm(codes, kmeans.cluster_centers_, self._seed_value()).labels_
+        else:
+            kmeans = KMeans(self.n_clusters, n_init=10, random_state=self._seed_value()).fit(codes)
+            labels = kmeans.labels_
+            if self.init in ("gmm", "manifold"):  # "manifold" on too few samples for a neighbourhood graph
+                labels = latent_gmm(codes, kmeans.cluster_centers_, self._seed_value()).labels_
         self.init_labels_ = labels.astype(np.int64)
         targets = torch.as_tensor(self.init_labels_, device=data.device)
         router = self.network_.router

@@ -366,10 +366,8 @@ class VaDE(DeepEstimator):
             self._pretrain(X, data)
         else:
             self._pretrain_history = self._adopt_warm_start(pretrained, X, "pretrained")["history"]
-            if self.decoder_variance != "auto":  # the adopted record carries the pretrained model's sigma^2
-                self.decoder_variance_ = float(self.decoder_variance)
-            else:  # the restart after a collapse, as in _resolve_decoder_variance
-                self.decoder_variance_ /= 4.0 ** getattr(self, "_degenerate_so_far", 0)
+        # The pretrained "auto" value (kept in the warm-start record), or the given one, for this run.
+        self.decoder_variance_ = self._run_decoder_variance(self.decoder_variance_)
         self._seed()
         self._initialise_prior(X)
         trainer = self._trainer(self.network_, name="train", patience=self.patience,
@@ -412,21 +410,26 @@ class VaDE(DeepEstimator):
 
     @torch.no_grad()
     def _resolve_decoder_variance(self, X: np.ndarray) -> float:
-        r"""sigma^2 of the Gaussian decoder: the given ``decoder_variance``, or for ``"auto"`` the value at which
-        the pretrained autoencoder's reconstruction is worth ``latent_dim`` nats per sample,
-        :math:`\sigma^2 = D \cdot \text{mse} / (2 d)`, floored at 1e-4 of the data's variance; divided by
-        :math:`4^k` in a restart that follows k degenerate runs (a collapse means the KL won)."""
+        r"""sigma^2 of the Gaussian decoder after pretraining: the given ``decoder_variance``, or for ``"auto"`` the
+        value at which the pretrained autoencoder's reconstruction is worth ``latent_dim`` nats per sample,
+        :math:`\sigma^2 = D \cdot \text{mse} / (2 d)`, floored at 1e-4 of the data's variance."""
         if self.decoder_variance != "auto":
             return float(self.decoder_variance)
-        # After a run that collapsed (the KL won), the restart weighs the reconstruction 4x more (R = 4^k d).
-        strength = 4.0 ** getattr(self, "_degenerate_so_far", 0)
         self.network_.eval()
         total = 0.0
         for start, x_hat in zip(range(0, len(X), INFERENCE_BATCH), self._batched(
                 lambda x: self.network_.decoder(self.network_.encode(x)[0]), X)):
             x = torch.as_tensor(X[start:start + INFERENCE_BATCH], device=x_hat.device)
             total += float(((x_hat - x) ** 2).sum(dtype=torch.float64))
-        return max(total / len(X) / (2.0 * int(self.latent_dim) * strength), 1e-4 * float(X.var()), 1e-12)
+        return max(total / len(X) / (2.0 * int(self.latent_dim)), 1e-4 * float(X.var()), 1e-12)
+
+    def _run_decoder_variance(self, pretrained_value: float) -> float:
+        r"""sigma^2 for the full objective of this run: the given ``decoder_variance``, or the pretrained
+        ``"auto"`` value divided by :math:`4^k` in a restart that follows k degenerate runs (a collapse means the
+        KL won, so the restart weighs the reconstruction 4x more: R = 4^k d nats)."""
+        if self.decoder_variance != "auto":
+            return float(self.decoder_variance)
+        return pretrained_value / 4.0 ** getattr(self, "_degenerate_so_far", 0)
 
     def _autoencoder_parameters(self):
         """Parameters trained in pretraining: encoder body and mean head, decoder."""
@@ -441,15 +444,12 @@ class VaDE(DeepEstimator):
 
     @torch.no_grad()
     def _initialise_prior(self, X: np.ndarray) -> None:
-        """K-means on mu(x): centroids, within-cluster variances + jitter, Laplace-smoothed weights."""
+        """The prior's start on mu(x) (``init``): the Gaussians of the manifold partition, or K-means
+        (centroids, within-cluster variances + jitter; then EM of a full GMM from them with
+        ``covariance_type="full"``); Laplace-smoothed weights."""
         self.network_.eval()
         mu = self._cat(self._batched(lambda x: self.network_.encode(x)[0], X)).astype(np.float64)
         K = self.n_clusters
-        kmeans = KMeans(K, n_init=10, random_state=self._seed_value()).fit(mu)
-        counts = np.bincount(kmeans.labels_, minlength=K)
-        means = kmeans.cluster_centers_
-        variances = np.stack([mu[kmeans.labels_ == k].var(axis=0) if counts[k] > 1 else mu.var(axis=0)
-                              for k in range(K)]) + 1e-4
         net = self.network_
         resp = manifold_partition(mu, K, self._seed_value()) if self.init == "manifold" else None
         if resp is not None:
@@ -460,9 +460,15 @@ class VaDE(DeepEstimator):
                 L = np.linalg.cholesky(covariances)
                 variances = np.diagonal(L, axis1=1, axis2=2) ** 2
                 net.prior_tril.copy_(torch.as_tensor(np.tril(L, k=-1), dtype=torch.float32))
-        elif net.prior_tril is not None:
-            means, variances, tril, counts = _full_gmm_start(mu, means, self._seed_value())
-            net.prior_tril.copy_(torch.as_tensor(tril, dtype=torch.float32))
+        else:  # "kmeans", or "manifold" on too few samples for a neighbourhood graph
+            kmeans = KMeans(K, n_init=10, random_state=self._seed_value()).fit(mu)
+            counts = np.bincount(kmeans.labels_, minlength=K)
+            means = kmeans.cluster_centers_
+            variances = np.stack([mu[kmeans.labels_ == k].var(axis=0) if counts[k] > 1 else mu.var(axis=0)
+                                  for k in range(K)]) + 1e-4
+            if net.prior_tril is not None:
+                means, variances, tril, counts = _full_gmm_start(mu, means, self._seed_value())
+                net.prior_tril.copy_(torch.as_tensor(tril, dtype=torch.float32))
         net.prior_mu.copy_(torch.as_tensor(means, dtype=torch.float32))
         net.prior_log_var.copy_(torch.as_tensor(np.log(variances), dtype=torch.float32))
         net.prior_logits.copy_(torch.as_tensor(np.log(laplace_weights(counts)), dtype=torch.float32))
