@@ -280,14 +280,31 @@ def two_groups(seed=0, n=60, d=8):
 
 def test_kmeans_initialisation_routes_like_kmeans_on_the_pretrained_codes():
     X, y = two_groups()
-    model = MoA(2, init="kmeans", **{**TINY, "epochs": 0, "pretrain_epochs": 20, "router_epochs": 20},
-                random_state=0).fit(X)
+    model = MoA(2, init="kmeans", specialise=False,
+                **{**TINY, "epochs": 0, "pretrain_epochs": 20, "router_epochs": 20}, random_state=0).fit(X)
     assert metrics.evaluate(y, model.init_labels_)["ari"] == 1.0
     assert metrics.evaluate(model.init_labels_, model.labels_)["ari"] == 1.0
     # every expert starts as the same pretrained autoencoder
     experts = model.network_.experts
     for p, q in zip(experts.encoders[0].parameters(), experts.encoders[1].parameters()):
         torch.testing.assert_close(p, q)
+
+
+def test_specialised_experts_reconstruct_their_own_cluster_best():
+    """``specialise=True``: while the router learns the start's partition, each expert fits its own cluster's
+    members, so the joint training starts from experts that differ (and each wins on its own cluster)."""
+    X, y = two_groups()
+    params = {**TINY, "epochs": 0, "pretrain_epochs": 20, "router_epochs": 30}
+    plain = MoA(2, init="kmeans", specialise=False, **params, random_state=0).fit(X)
+    special = MoA(2, init="kmeans", specialise=True, **params, random_state=0).fit(X)
+    np.testing.assert_array_equal(plain.init_labels_, special.init_labels_)  # the same start
+    np.testing.assert_allclose(*plain.expert_errors(X).T)  # identical experts: equal errors
+    errors = special.expert_errors(X)
+    own = errors[np.arange(len(X)), special.init_labels_]
+    other = errors[np.arange(len(X)), 1 - special.init_labels_]
+    assert (own < other).mean() > 0.95
+    stages = [r for r in special.history_ if r["stage"] == "router"]
+    assert stages[-1]["own_expert_loss"] < stages[0]["own_expert_loss"]
 
 
 def test_gmm_initialisation_routes_like_a_full_gmm_begun_at_the_kmeans_centroids():
@@ -328,7 +345,8 @@ def test_reusing_an_initialisation_equals_a_fit_from_scratch():
 
 @pytest.mark.parametrize("kwargs, fragment", [({"loss": "hinton"}, "loss 'hinton'"), ({"gram": "full"}, "gram"),
                                               ({"n_clusters": 100}, "larger than"), ({"init": "pca"}, "init"),
-                                              ({"balance": -1.0}, "balance"), ({"balance": "on"}, "balance")])
+                                              ({"balance": -1.0}, "balance"), ({"balance": "on"}, "balance"),
+                                              ({"specialise": "yes"}, "specialise")])
 def test_bad_parameters(kwargs, fragment):
     X = np.random.default_rng(0).random((20, 4)).astype(np.float32)
     with pytest.raises(ValueError, match=fragment):
