@@ -421,16 +421,17 @@ BAD_FITS = [
     ("max_iter", {"max_iter": -1}, _X, ValueError, "max_iter"),
     ("n_init", {"n_init": 0}, _X, ValueError, "n_init"),
     ("chunk_size", {"chunk_size": 0}, _X, ValueError, "chunk_size"),
-    ("means_init shape", {"means_init": np.zeros((3, 2))}, _X, ValueError, "means_init"),
-    ("weights_init sum", {"weights_init": [0.3, 0.3]}, _X, ValueError, "weights_init"),
+    ("means_init shape", {"means_init": np.zeros((3, 2))}, _X, ValueError,
+     "The parameter 'means' should have the shape of (2, 2), but got (3, 2)"),
+    ("weights_init sum", {"weights_init": [0.3, 0.3]}, _X, ValueError, "'weights' should be normalized"),
     ("precisions_init not PD", {"precisions_init": np.array([np.eye(2), -np.eye(2)])}, _X, ValueError,
-     "positive definite"),
+     "'full precision' should be symmetric, positive-definite"),
     ("precisions_init not symmetric", {"precisions_init": np.array([np.eye(2), [[1.0, 0.5], [0.0, 1.0]]])},
      _X, ValueError, "symmetric"),
     ("precisions_init shape", {"precisions_init": np.ones((2, 2)), "covariance_type": "spherical"}, _X,
-     ValueError, "precisions_init"),
+     ValueError, "'spherical precision' should have the shape of (2,), but got (2, 2)"),
     ("diag precisions_init zero", {"precisions_init": np.array([[1.0, 1.0], [0.0, 1.0]]),
-                                   "covariance_type": "diag"}, _X, ValueError, "precisions_init"),
+                                   "covariance_type": "diag"}, _X, ValueError, "'diag precision' should be positive"),
 ]
 
 
@@ -527,3 +528,25 @@ def test_auto_device_is_cpu_and_cuda_is_refused(X3):
             GaussianMixture(3, device=device).fit(X3)
     with pytest.raises(ValueError, match="CUDA"):
         cpu.set_params(device="cuda").predict(X3)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_warm_start_continues_one_em_run(X3, covariance_type):
+    """Two warm-started fits of k iterations are one fit of 2k iterations (scikit-learn's semantics), and
+    ``lower_bounds_`` records every iteration's mean log-likelihood."""
+    params = dict(covariance_type=covariance_type, tol=0.0, random_state=0, device="cpu")
+    whole = GaussianMixture(3, max_iter=6, **params).fit(X3)
+    warm = GaussianMixture(3, max_iter=3, warm_start=True, **params)
+    first = list(warm.fit(X3).lower_bounds_)
+    second = list(warm.fit(X3).lower_bounds_)
+    np.testing.assert_allclose(first + second, whole.lower_bounds_, rtol=1e-10)
+    assert_fitted_params_close(warm, whole, atol=1e-8)
+    assert whole.lower_bounds_ == whole.log_likelihood_history_ and len(whole.lower_bounds_) == whole.n_iter_
+
+
+def test_warm_start_restarts_when_the_shape_changed(X3):
+    """A previous fit with another number of components cannot be continued: a fresh start, as scikit-learn."""
+    model = GaussianMixture(2, warm_start=True, random_state=0, device="cpu").fit(X3)
+    model.set_params(n_components=3).fit(X3)
+    fresh = GaussianMixture(3, random_state=0, device="cpu").fit(X3)
+    assert_fitted_params_close(model, fresh)

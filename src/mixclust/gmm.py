@@ -71,8 +71,10 @@ _NK_FLOOR = 10 * np.finfo(np.float64).eps
 _ILL_DEFINED = (
     "Fitting the mixture model failed because some components have ill-defined empirical covariance "
     "(for instance caused by singleton or collapsed samples). Try to decrease the number of components, "
-    "increase reg_covar, or scale the input data (or use dtype='float64')."
+    "increase reg_covar, or scale the input data."
 )
+# Appended when the fit ran its products in float32, whose rounding can be the cause.
+_FLOAT32_HINT = " The fit ran in float32: dtype='float64' may fix it."
 
 
 # ------------------------------------------------------------------------------------------------
@@ -298,6 +300,10 @@ class GaussianMixture(MixclustEstimator):
     weights_init, means_init, precisions_init : array-like, optional
         User initial parameters (shapes as scikit-learn's).
     random_state : int, RandomState or None
+    warm_start : bool, default=False
+        As scikit-learn's: when True and the model is already fitted with the same number of components and
+        features, ``fit`` starts EM from the last fit's parameters (one initialisation; ``n_init`` and
+        ``init_params`` are ignored), so successive fits continue one EM run.
     verbose : int, default=0
         0 silent, 1 a progress bar over EM iterations with the log-likelihood.
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -323,6 +329,9 @@ class GaussianMixture(MixclustEstimator):
     lower_bound_ : float
         Mean log-likelihood per sample of the fitted parameters. (scikit-learn's
         ``lower_bound_`` is the value *before* its last M-step, one iteration behind.)
+    lower_bounds_ : list of float
+        The mean log-likelihood per sample after each EM iteration of the kept run (scikit-learn 1.6+'s name;
+        the same list as ``log_likelihood_history_``).
     log_likelihood_history_ : list of float
         Mean log-likelihood per sample after each EM iteration, ``len == n_iter_``.
         Exact EM (``reg_covar=0``) never decreases it; the ridge makes the M-step a
@@ -346,7 +355,7 @@ class GaussianMixture(MixclustEstimator):
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100,
                  n_init=1, init_params="kmeans", weights_init=None, means_init=None, precisions_init=None,
-                 random_state=None, verbose=0, device="auto", dtype=None, chunk_size=None):
+                 random_state=None, warm_start=False, verbose=0, device="auto", dtype=None, chunk_size=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -358,6 +367,7 @@ class GaussianMixture(MixclustEstimator):
         self.means_init = means_init
         self.precisions_init = precisions_init
         self.random_state = random_state
+        self.warm_start = warm_start
         self.verbose = verbose
         self.device = device
         self.dtype = dtype
@@ -382,27 +392,33 @@ class GaussianMixture(MixclustEstimator):
                              f"n_samples = {n_samples}")
         if self.weights_init is not None:
             w = np.asarray(self.weights_init, dtype=np.float64)
-            if w.shape != (K,) or not np.all(np.isfinite(w)) or (w < 0).any() or (w > 1).any() \
-                    or not np.isclose(w.sum(), 1.0):
-                raise ValueError(f"weights_init must have shape ({K},), lie in [0, 1] and sum to 1")
+            if w.shape != (K,):
+                raise ValueError(f"The parameter 'weights' should have the shape of ({K},), but got {w.shape}")
+            if not np.all(np.isfinite(w)) or (w < 0).any() or (w > 1).any():
+                raise ValueError("The parameter 'weights' should be in the range [0, 1], but got max value "
+                                 f"{np.max(w):.5f}, min value {np.min(w):.5f}")
+            if not np.isclose(w.sum(), 1.0):
+                raise ValueError(f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}")
         if self.means_init is not None:
             m = np.asarray(self.means_init, dtype=np.float64)
-            if m.shape != (K, n_features) or not np.all(np.isfinite(m)):
-                raise ValueError(f"means_init must be finite with shape ({K}, {n_features}), got {m.shape}")
+            if m.shape != (K, n_features):
+                raise ValueError(f"The parameter 'means' should have the shape of ({K}, {n_features}), but got {m.shape}")
+            if not np.all(np.isfinite(m)):
+                raise ValueError("The parameter 'means' should be finite (means_init holds NaN or infinity)")
         if self.precisions_init is not None:
             p = np.asarray(self.precisions_init, dtype=np.float64)
             shape = {"full": (K, n_features, n_features), "tied": (n_features, n_features),
                      "diag": (K, n_features), "spherical": (K,)}[self.covariance_type]
             if p.shape != shape:
-                raise ValueError(f"precisions_init must have shape {shape} for covariance_type="
-                                 f"{self.covariance_type!r}, got {p.shape}")
+                raise ValueError(f"The parameter '{self.covariance_type} precision' should have the shape of "
+                                 f"{shape}, but got {p.shape}")
             if self.covariance_type in ("full", "tied"):
                 mats = p.reshape(-1, n_features, n_features)
                 if not np.allclose(mats, mats.transpose(0, 2, 1)) or \
                         (np.linalg.eigvalsh(mats) <= 0).any():
-                    raise ValueError("precisions_init must be symmetric positive definite")
+                    raise ValueError(f"'{self.covariance_type} precision' should be symmetric, positive-definite")
             elif (p <= 0).any():
-                raise ValueError("precisions_init must be strictly positive")
+                raise ValueError(f"'{self.covariance_type} precision' should be positive")
 
     def _setup(self):
         """Device, compute dtype and chunk size for this fit/predict."""
@@ -521,6 +537,18 @@ class GaussianMixture(MixclustEstimator):
             precisions_cholesky = as_t(self.precisions_init).sqrt()
         return weights, means, precisions_cholesky
 
+    def _warm_parameters(self, n_features: int, shift: torch.Tensor):
+        """``warm_start``: the last fit's weights, means (centred on this X's ``shift``) and precision Cholesky
+        factors, or None when there is no compatible previous fit (every rank holds the same fitted values)."""
+        if not (self.warm_start and hasattr(self, "means_")):
+            return None
+        K, d = self.n_components, n_features
+        shape = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[self.covariance_type]
+        if self.means_.shape != (K, d) or self.precisions_cholesky_.shape != shape:
+            return None
+        as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=shift.device)  # noqa: E731
+        return as_t(self.weights_), as_t(self.means_) - shift, as_t(self.precisions_cholesky_)
+
     def _agreed_initial_parameters(self, X_np, shift, random_state, triu):
         """The initial parameters, computed on rank 0 from all the data and broadcast to every rank.
 
@@ -593,9 +621,15 @@ class GaussianMixture(MixclustEstimator):
         features = self._feature_chunks(_Rows(X_np, shift, dtype, rows, stream=streamed), cache=True)
 
         best = None
-        for init in range(self.n_init):
-            params = self._agreed_initial_parameters(X_np, shift, random_state, triu)
-            result = self._em(features, n_samples, params, triu, init)
+        warm = self._warm_parameters(n_features, shift)
+        for init in range(1 if warm is not None else self.n_init):
+            params = warm if warm is not None else self._agreed_initial_parameters(X_np, shift, random_state, triu)
+            try:
+                result = self._em(features, n_samples, params, triu, init)
+            except ValueError as error:
+                if dtype == torch.float32 and str(error) == _ILL_DEFINED:
+                    raise ValueError(_ILL_DEFINED + _FLOAT32_HINT) from error
+                raise
             if best is None or result["log_likelihood"] > best["log_likelihood"]:
                 best = result
         if best["collapsed"]:
@@ -611,6 +645,7 @@ class GaussianMixture(MixclustEstimator):
         self.n_iter_ = best["n_iter"]
         self.lower_bound_ = best["log_likelihood"]
         self.log_likelihood_history_ = best["history"]
+        self.lower_bounds_ = list(best["history"])
         # Labels of the final parameters, in one more E-step (argmax in every EM pass cost ~15%).
         self.labels_ = self._labels(best["W"], features, rows, n_samples)
         return self.labels_
@@ -703,6 +738,9 @@ class GaussianMixture(MixclustEstimator):
     def sample(self, n_samples=1):
         """Draw ``n_samples`` points from the fitted mixture; returns (X, component labels)."""
         check_is_fitted(self)
+        if isinstance(n_samples, (int, np.integer)) and not isinstance(n_samples, bool) and n_samples < 1:
+            raise ValueError(f"Invalid value for 'n_samples': {n_samples} . The sampling requires at least one "
+                             "sample.")
         n_samples = check_int(n_samples, "n_samples", 1)
         rng = check_random_state(self.random_state)
         counts = rng.multinomial(n_samples, self.weights_)
