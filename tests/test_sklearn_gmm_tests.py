@@ -33,7 +33,8 @@ EXPECTED_FAILURES = {
 def test_scikit_learns_gaussian_mixture_tests_pass_but_the_listed(tmp_path):
     text = SOURCE.read_text()
     assert IMPORT in text, "scikit-learn's test file no longer imports GaussianMixture as expected"
-    (tmp_path / "test_sk_gaussian_mixture.py").write_text(text.replace(IMPORT, "from mixclust import GaussianMixture\n"))
+    ours = text.replace(IMPORT, "from mixclust import GaussianMixture\n")
+    (tmp_path / "test_sk_gaussian_mixture.py").write_text(ours)
     conftest = Path(sklearn.__file__).parent / "conftest.py"
     if conftest.exists():
         (tmp_path / "conftest.py").write_text(conftest.read_text())

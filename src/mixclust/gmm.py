@@ -402,7 +402,8 @@ class GaussianMixture(MixclustEstimator):
         if self.means_init is not None:
             m = np.asarray(self.means_init, dtype=np.float64)
             if m.shape != (K, n_features):
-                raise ValueError(f"The parameter 'means' should have the shape of ({K}, {n_features}), but got {m.shape}")
+                raise ValueError(f"The parameter 'means' should have the shape of ({K}, {n_features}), "
+                                 f"but got {m.shape}")
             if not np.all(np.isfinite(m)):
                 raise ValueError("The parameter 'means' should be finite (means_init holds NaN or infinity)")
         if self.precisions_init is not None:
