@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet "$(TORCH)"
-	$(PIP) install --quiet -e ".[dev,audio]"
+	$(PIP) install --quiet -e ".[dev,audio,tables]"
 	touch $(STAMP)
 
 venv: $(STAMP)

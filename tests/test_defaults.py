@@ -200,3 +200,25 @@ def test_manifold_partition_falls_back_on_tiny_data():
 
     X, _ = _blobs(n=12, k=3)
     assert manifold_partition(X, 3, seed=0) is None
+
+
+@pytest.mark.parametrize("name", ["vade", "aekm", "moa", "nnobj", "gmm"])
+def test_a_dataframe_is_accepted_and_its_column_names_kept(name):
+    pd = pytest.importorskip("pandas")
+    from sklearn.datasets import load_iris
+
+    from mixclust._registry import MODELS
+
+    frame = load_iris(as_frame=True).frame.drop(columns="target")
+    small = {"vade": dict(pretrain_epochs=1, epochs=1, hidden=(8,), latent_dim=2, init="kmeans"),
+             "aekm": dict(epochs=1, hidden=(8,), latent_dim=2, clusterer="kmeans"),
+             "moa": dict(pretrain_epochs=1, router_epochs=1, epochs=1, hidden=(8,), latent_dim=2, init="kmeans"),
+             "nnobj": dict(epochs=3, n_init=1, init_epochs=3), "gmm": {}}[name]
+    cls = MODELS[name]
+    model = cls(**{cls._n_clusters_param: 3, "random_state": 0, **small}).fit(frame)
+    assert list(model.feature_names_in_) == list(frame.columns)
+    assert np.array_equal(model.predict(frame), model.predict(frame.to_numpy()))
+    renamed = frame.rename(columns={frame.columns[0]: "other"})
+    with pytest.raises(ValueError, match="feature names"):
+        model.predict(renamed)
+    assert isinstance(pd.DataFrame, type)

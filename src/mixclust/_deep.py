@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_feature_names, check_is_fitted
 
 from . import distributed
 from ._base import MixclustEstimator, check_float, check_int, check_option, resolve_device
@@ -320,7 +320,9 @@ class DeepEstimator(MixclustEstimator):
         raise NotImplementedError
 
     def _validate_input(self, X, reset: bool, min_samples: int = 2) -> np.ndarray:
-        """Check X and, at fit (``reset``), record the sample shape; later calls must match it."""
+        """Check X and, at fit (``reset``), record the sample shape; later calls must match it. A pandas
+        DataFrame's column names are kept as ``feature_names_in_`` and checked later, as scikit-learn does."""
+        _check_feature_names(self, X, reset=reset)
         X = as_float_array(X)
         if X.ndim == 3:
             X = X[:, None]

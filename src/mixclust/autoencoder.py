@@ -604,6 +604,9 @@ class AEClustering(DeepEstimator):
         self.autoencoder_ = autoencoder
         for name in ("input_shape_", "n_features_in_", "arch_", "history_", "batch_size_", "epochs_"):
             setattr(self, name, getattr(autoencoder, name))
+        vars(self).pop("feature_names_in_", None)
+        if hasattr(autoencoder, "feature_names_in_"):  # fitted on a DataFrame
+            self.feature_names_in_ = autoencoder.feature_names_in_
         if self.clusterer == "kmeans":
             kmeans = KMeans(self.n_clusters, n_init=10, random_state=self._seed_value()).fit(Z)
             self.cluster_centers_ = kmeans.cluster_centers_.astype(np.float64)

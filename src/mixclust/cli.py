@@ -44,7 +44,52 @@ def _parse_param(text: str):
 def _load_data(args):
     from . import datasets
 
-    return datasets.load(args.data, split=args.split, data_dir=args.data_dir)
+    table = {key: getattr(args, key) for key in ("label_column", "columns") if getattr(args, key, None) is not None}
+    return datasets.load(args.data, split=args.split, data_dir=args.data_dir, **table)
+
+
+#: ``--scale`` warns when the spread of the features differs by more than this factor.
+SCALE_RATIO_WARNING = 100.0
+SCALES = ("none", "standard", "minmax")
+
+
+def fit_scaling(X: np.ndarray, how: str) -> dict | None:
+    """The per-feature affine map of ``--scale`` as ``{"how", "offset", "divisor"}`` (None for "none"):
+    "standard" is (x - mean) / std, "minmax" (x - min) / (max - min); a constant feature is only shifted."""
+    if how == "none":
+        return None
+    flat = X.reshape(len(X), -1).astype(np.float64)
+    if how == "standard":
+        offset, divisor = flat.mean(axis=0), flat.std(axis=0)
+    else:
+        offset, divisor = flat.min(axis=0), np.ptp(flat, axis=0)
+    divisor = np.where(divisor > 0, divisor, 1.0)
+    return {"how": how, "offset": offset.tolist(), "divisor": divisor.tolist()}
+
+
+def apply_scaling(X: np.ndarray, scaling: dict | None) -> np.ndarray:
+    if scaling is None:
+        return X
+    flat = X.reshape(len(X), -1).astype(np.float64)
+    if flat.shape[1] != len(scaling["offset"]):
+        raise ValueError(f"the data have {flat.shape[1]} features but the scaling was fitted on "
+                         f"{len(scaling['offset'])}")
+    scaled = (flat - np.asarray(scaling["offset"])) / np.asarray(scaling["divisor"])
+    return scaled.reshape(X.shape).astype(X.dtype if X.dtype.kind == "f" else np.float64)
+
+
+def warn_if_scales_differ(X: np.ndarray) -> None:
+    """Tables whose features spread over very different ranges cluster by the widest one: say so."""
+    import warnings
+
+    if X.ndim != 2:
+        return
+    spread = X.astype(np.float64).std(axis=0)
+    spread = spread[spread > 0]
+    if len(spread) > 1 and spread.max() / spread.min() > SCALE_RATIO_WARNING:
+        warnings.warn(f"the features' standard deviations range from {spread.min():.3g} to {spread.max():.3g} "
+                      f"(a factor of {spread.max() / spread.min():.0f}): distances follow the widest features; "
+                      "consider --scale standard", UserWarning, stacklevel=2)
 
 
 def _load_labels(path, n: int):
@@ -100,7 +145,10 @@ def cmd_fit(args) -> int:
         raise ValueError(f"model {args.model!r} has no parameter(s) {', '.join(unknown)}; "
                          f"its parameters: {', '.join(sorted(valid))}")
     model = cls(**params)
-    X = prepare_input(model, X)
+    scaling = fit_scaling(X, args.scale)
+    if scaling is None:
+        warn_if_scales_differ(X)
+    X = prepare_input(model, apply_scaling(X, scaling))
     start = time.perf_counter()
     model.fit(X)
     seconds = time.perf_counter() - start
@@ -109,13 +157,14 @@ def cmd_fit(args) -> int:
         return 0
     world = distributed.world_size()
     with distributed.local_only():
-        _write_fit_output(args, model, X, y, params, seconds, world)
+        _write_fit_output(args, model, X, y, params, seconds, world, scaling)
     distributed.barrier()
     return 0
 
 
-def _write_fit_output(args, model, X, y, params: dict, seconds: float, world: int = 1) -> None:
-    """``labels.csv``, ``metrics.json`` and the model in ``args.out`` (rank 0 only when distributed)."""
+def _write_fit_output(args, model, X, y, params: dict, seconds: float, world: int = 1, scaling=None) -> None:
+    """``labels.csv``, ``metrics.json`` and the model in ``args.out`` (rank 0 only when distributed); with
+    ``--scale``, ``scaling.json`` (``mixclust evaluate`` applies it to new data)."""
     from .reports import atomic_write_text
 
     out = Path(args.out)
@@ -126,6 +175,8 @@ def _write_fit_output(args, model, X, y, params: dict, seconds: float, world: in
     write_labels(out / "labels.csv", model.labels_)
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, default=str) + "\n")
     model.save(out / "model")
+    if scaling is not None:
+        atomic_write_text(out / "scaling.json", json.dumps(scaling) + "\n")
     ranks = "" if world == 1 else f" on {world} processes"
     _print_summary(result["metrics"], f"fitted {args.model} on {args.data}{ranks} in {seconds:.2f} s -> {out}")
 
@@ -145,6 +196,9 @@ def cmd_evaluate(args) -> int:
     X, y = _load_data(args)
     if args.labels:
         y = _load_labels(args.labels, len(X))
+    scaling_file = path / "scaling.json" if path.is_dir() else None
+    if scaling_file is not None and scaling_file.exists():
+        X = apply_scaling(X, json.loads(scaling_file.read_text()))
     X = prepare_input(model, X)
     result = fitted_metrics(model, X, y)
     print(json.dumps(result, indent=2))
@@ -204,12 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
     def data_options(p, required=True):
         p.add_argument("--data", required=required,
                        help="registered data set name (see 'mixclust datasets') or a path to .npy/.npz, "
-                            "an image folder or an audio folder")
+                            ".csv/.tsv/.parquet, an image folder or an audio folder")
         p.add_argument("--split", choices=["train", "test", "all"], default=None,
                        help="which split to use (default: train for MNIST-like sets, all otherwise)")
         p.add_argument("--data-dir", default=None,
                        help="the only folder searched for data files (default: $MIXCLUST_DATA, then the cache)")
         p.add_argument("--labels", default=None, help="a .npy file of true labels for external metrics")
+        p.add_argument("--label-column", default=None,
+                       help="tables: the column (name or 0-based index) holding the true labels")
+        p.add_argument("--columns", default=None,
+                       help="tables: the feature columns, comma-separated names or 0-based indices (default: all "
+                            "but the label column)")
 
     fit = sub.add_parser("fit", help="fit a model and write labels.csv, metrics.json and the model")
     fit.add_argument("--model", required=True, help="registered model name (see 'mixclust models')")
@@ -221,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="any other model parameter, e.g. --param covariance_type=diag (repeatable)")
     fit.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bars (default)")
     fit.add_argument("--out", required=True, help="output folder")
+    fit.add_argument("--scale", choices=SCALES, default="none",
+                     help="per-feature scaling before the fit: standard (zero mean, unit variance), minmax "
+                          "([0, 1]) or none (default, as scikit-learn); 'mixclust evaluate' reuses it")
     fit.set_defaults(func=cmd_fit)
 
     ev = sub.add_parser("evaluate", help="evaluate a fitted model (folder written by fit, or a model file)")

@@ -68,7 +68,7 @@ import numpy as np
 
 from ._io import temporary_beside
 
-__all__ = ["DATASETS", "NAMES", "SPLITS", "DataNotFoundError", "Dataset", "available", "load"]
+__all__ = ["DATASETS", "NAMES", "SPLITS", "DataNotFoundError", "Dataset", "available", "load", "load_table"]
 
 SPLITS = ("train", "test", "all")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -218,6 +218,125 @@ def _load_npz(path, split):
         return _pick(parts, split or "train")
     raise ValueError(f"{path}: expected keys 'X' (and optional 'y') or x_train/y_train/x_test/y_test, "
                      f"found {sorted(arrays)}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Feature tables: CSV, TSV, Parquet
+# --------------------------------------------------------------------------------------------------
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_delimited(path, delimiter: str) -> tuple[list[str], list[list[str]]]:
+    """Column names and rows (as strings) of a CSV/TSV file; the first row is the header when one of its
+    non-empty fields is not a number, else the columns are named by their 0-based index."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = [row for row in csv.reader(f, delimiter=delimiter) if row]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise _file_error(path, exc) from exc
+    if not rows:
+        raise ValueError(f"{path}: the table is empty")
+    header = any(field.strip() and not _is_number(field) for field in rows[0])
+    names = [field.strip() for field in rows[0]] if header else [str(i) for i in range(len(rows[0]))]
+    body = rows[1:] if header else rows
+    for line, row in enumerate(body, start=2 if header else 1):
+        if len(row) != len(names):
+            raise ValueError(f"{path}: line {line} has {len(row)} fields, the table has {len(names)} columns")
+    return names, body
+
+
+def _read_parquet(path) -> tuple[list[str], list]:
+    """Column names and columns (numpy arrays) of a Parquet file, through pyarrow."""
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ImportError("reading .parquet needs pyarrow: pip install 'mixclust[tables]'") from None
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 - any failure is an unreadable file
+        raise _file_error(path, exc) from exc
+    return list(table.column_names), [table.column(i).to_numpy(zero_copy_only=False)
+                                      for i in range(table.num_columns)]
+
+
+def _column_index(names: list[str], key, path, what: str) -> int:
+    """A column given by name, or by 0-based index (an int or a string of digits not used as a name)."""
+    key = key.strip() if isinstance(key, str) else key
+    if isinstance(key, str) and key in names:
+        return names.index(key)
+    if isinstance(key, int | np.integer) or (isinstance(key, str) and key.isdigit()):
+        index = int(key)
+        if 0 <= index < len(names):
+            return index
+        raise ValueError(f"{path}: {what} index {index} is out of range; the table has {len(names)} columns")
+    raise ValueError(f"{path}: no column {key!r} ({what}); columns: {', '.join(names)}")
+
+
+def _numeric_column(values, name: str, path) -> np.ndarray:
+    """A column as float64; a non-numeric value is an error naming the column (empty fields are NaN)."""
+    array = np.asarray(values)
+    if array.dtype.kind in "biuf":
+        return array.astype(np.float64)
+    out = np.empty(len(array), dtype=np.float64)
+    for i, value in enumerate(array):
+        text = "" if value is None else str(value).strip()
+        if text == "" or text.lower() in ("nan", "na"):
+            out[i] = np.nan
+        elif _is_number(text):
+            out[i] = float(text)
+        else:
+            raise ValueError(f"{path}: column {name!r} is not numeric (row {i + 1}: {text!r}); select the "
+                             "feature columns with columns=... (--columns), or name it as the label column")
+    return out
+
+
+def load_table(path, label_column=None, columns=None):
+    """Read a feature table (``.csv``, ``.tsv``, or ``.parquet`` with the ``tables`` extra) as ``(X, y)``.
+
+    A CSV/TSV whose first row holds a non-numeric field has a header. ``label_column`` (a name or a 0-based
+    index) gives ``y`` (strings allowed) and is left out of X; ``columns`` (names or indices, a list or a
+    comma-separated string) selects the features, else every other column is one. Every feature column
+    must be numeric (an error names the one that is not); X is float64 (n, d).
+    """
+    path = Path(path).expanduser()
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        names, data = _read_parquet(path)
+    else:
+        names, rows = _read_delimited(path, "\t" if suffix == ".tsv" else ",")
+        data = [[row[j] for row in rows] for j in range(len(names))]
+    label = None if label_column is None else _column_index(names, label_column, path, "label column")
+    if columns is None:
+        chosen = [j for j in range(len(names)) if j != label]
+    else:
+        keys = columns.split(",") if isinstance(columns, str) else list(columns)
+        chosen = [_column_index(names, key, path, "feature column") for key in keys if str(key).strip()]
+        if label in chosen:
+            raise ValueError(f"{path}: column {names[label]!r} is both the label column and a feature column")
+    if not chosen:
+        raise ValueError(f"{path}: no feature columns left")
+    X = np.column_stack([_numeric_column(data[j], names[j], path) for j in chosen])
+    y = None
+    if label is not None:
+        y = np.asarray(data[label])
+        if y.dtype.kind not in "iub":
+            # Class numbers written as text or floats ("3", "3.0") become integers; names stay strings.
+            text = np.array([str(v).strip() for v in y])
+            numbers = np.array([float(t) for t in text]) if all(_is_number(t) for t in text) else None
+            y = numbers.astype(np.int64) if numbers is not None and np.all(numbers == np.round(numbers)) else text
+    X, y = _validate(X, y, str(path))
+    return X, y
 
 
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -617,9 +736,15 @@ def _load_path(path, split, **kwargs):
         raise DataNotFoundError(f"no such file or folder: {path}")
     if path.is_dir():
         return _load_folder(path, split, **kwargs)
+    if path.suffix.lower() in TABLE_SUFFIXES:
+        table = {k: kwargs.pop(k) for k in ("label_column", "columns") if k in kwargs}
+        if kwargs:
+            raise TypeError(f"unexpected keyword arguments for {path.name}: {sorted(kwargs)}")
+        return load_table(path, **table)
     readers = {".npy": _load_npy, ".npz": _load_npz}
     if path.suffix.lower() not in readers:
-        raise ValueError(f"{path}: unsupported file type; use .npy, .npz, an image or an audio folder")
+        raise ValueError(f"{path}: unsupported file type; use .npy, .npz, .csv, .tsv, .parquet, an image or an "
+                         "audio folder")
     if kwargs:
         raise TypeError(f"unexpected keyword arguments for {path.name}: {sorted(kwargs)}")
     return readers[path.suffix.lower()](path, split)
@@ -631,8 +756,9 @@ def load(name, split=None, data_dir=None, *, flatten=False, **kwargs):
     Parameters
     ----------
     name : str, path-like, ndarray or tuple
-        A registered name (:data:`NAMES`), a path to an ``.npy``/``.npz`` file or to an image or audio
-        folder, an array ``X`` or a tuple ``(X, y)``.
+        A registered name (:data:`NAMES`), a path to an ``.npy``/``.npz`` file, a feature table
+        (``.csv``, ``.tsv``, ``.parquet``; see :func:`load_table`) or an image or audio folder, an array
+        ``X`` or a tuple ``(X, y)``.
     split : {"train", "test", "all"} or None
         None picks the data set's default: ``"train"`` for mnist, fashion_mnist, fsdd and npz files in
         the ``x_train`` layout, everything for the others (see the module notes).
@@ -643,7 +769,8 @@ def load(name, split=None, data_dir=None, *, flatten=False, **kwargs):
     **kwargs
         Per source: ``download`` (mnist, fashion_mnist; default: unless ``MIXCLUST_NO_DOWNLOAD=1``);
         ``n_samples``, ``random_state`` (synthetic); ``sr``, ``n_mels``, ``n_fft``, ``hop_length``,
-        ``n_frames``, ``db_range`` (fsdd and audio folders, see :data:`AUDIO_DEFAULTS`).
+        ``n_frames``, ``db_range`` (fsdd and audio folders, see :data:`AUDIO_DEFAULTS`);
+        ``label_column``, ``columns`` (tables, see :func:`load_table`).
 
     Returns
     -------

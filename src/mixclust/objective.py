@@ -45,7 +45,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.neighbors import NearestNeighbors
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_feature_names, check_is_fitted
 from torch import nn
 
 from ._base import check_float, check_int, check_option, resolve_device
@@ -361,6 +361,7 @@ class ObjectiveClustering(DeepEstimator):
         resolve_device(self.device)
 
     def _check_X(self, X, reset: bool) -> np.ndarray:
+        _check_feature_names(self, X, reset=reset)  # a DataFrame's columns become feature_names_in_
         X = as_float_array(X)
         if X.ndim != 2:
             raise ValueError(f"{type(self).__name__} takes 2-D input (n_samples, n_features), got shape "
