@@ -219,7 +219,7 @@ def test_clear_errors():
         ObjectiveClustering(2, objective="kmeans").fit(X)
     with pytest.raises(ValueError, match="2-D"):
         ObjectiveClustering(2).fit(X.reshape(20, 1, 2))
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match="Expected 2D array, got 1D array"):
         ObjectiveClustering(2).fit(X[:, 0])
     with pytest.raises(ValueError, match="centroid"):
         ObjectiveClustering(2, objective="centroid", init="spectral").fit(X)

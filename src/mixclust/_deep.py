@@ -16,7 +16,7 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.utils.validation import _check_feature_names, check_is_fitted
+from sklearn.utils.validation import _check_feature_names, check_array, check_is_fitted
 
 from . import distributed
 from ._base import MixclustEstimator, check_float, check_int, check_option, resolve_device
@@ -45,19 +45,14 @@ def data_fingerprint(X: np.ndarray) -> tuple:
     return tuple(X.shape), float(flat.sum(dtype=np.float64)), float(np.dot(flat, flat))
 
 
-def as_float_array(X, name: str = "X") -> np.ndarray:
-    """X as a float32 array with a clear error for non-numeric, empty, NaN or infinite input."""
+def as_float_array(X, name: str = "X", min_samples: int = 1) -> np.ndarray:
+    """X as a float32 array through scikit-learn's ``check_array`` (its messages for sparse, complex, empty,
+    1-D or too-short input; object arrays of numbers are converted), images (n, ...) allowed, and a clear
+    error for NaN or infinite values."""
     if hasattr(X, "detach"):
         X = X.detach().cpu().numpy()
-    try:
-        array = np.asarray(X)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a numeric array: {exc}") from None
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise TypeError(f"{name} must be numeric, got dtype {array.dtype}")
-    if array.size == 0:
-        raise ValueError(f"{name} is empty (shape {array.shape})")
-    array = array.astype(np.float32, copy=False)
+    array = check_array(X, dtype=np.float32, allow_nd=True, ensure_all_finite=False,
+                        ensure_min_samples=min_samples, input_name=name)
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return array
@@ -323,15 +318,13 @@ class DeepEstimator(MixclustEstimator):
         """Check X and, at fit (``reset``), record the sample shape; later calls must match it. A pandas
         DataFrame's column names are kept as ``feature_names_in_`` and checked later, as scikit-learn does."""
         _check_feature_names(self, X, reset=reset)
-        X = as_float_array(X)
+        X = as_float_array(X, min_samples=min_samples if reset else 1)
         if X.ndim == 3:
             X = X[:, None]
         if X.ndim not in (2, 4):
             raise ValueError(f"X must be 2-D (n_samples, n_features) or 4-D images (n, C, H, W), "
                              f"got shape {X.shape}")
         if reset:
-            if len(X) < min_samples:
-                raise ValueError(f"need at least {min_samples} samples to fit, got {len(X)}")
             self._data_fingerprint = data_fingerprint(X)
             self.input_shape_ = tuple(int(s) for s in X.shape[1:])
             self.n_features_in_ = int(np.prod(self.input_shape_))
@@ -348,6 +341,9 @@ class DeepEstimator(MixclustEstimator):
             if tuple(X.shape[1:]) != self.input_shape_:
                 if X.ndim == 2 and X.shape[1] == self.n_features_in_:
                     X = X.reshape(len(X), *self.input_shape_)
+                elif X.ndim == 2 and len(self.input_shape_) == 1:
+                    raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                     f"{self.n_features_in_} features as input")
                 else:
                     raise ValueError(f"X has samples of shape {tuple(X.shape[1:])}, but the model was fitted "
                                      f"on samples of shape {self.input_shape_}")

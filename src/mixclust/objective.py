@@ -38,6 +38,7 @@ selection); every restart's final value is in ``objective_values_``.
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 
@@ -362,7 +363,7 @@ class ObjectiveClustering(DeepEstimator):
 
     def _check_X(self, X, reset: bool) -> np.ndarray:
         _check_feature_names(self, X, reset=reset)  # a DataFrame's columns become feature_names_in_
-        X = as_float_array(X)
+        X = as_float_array(X, min_samples=2 if reset else 1)
         if X.ndim != 2:
             raise ValueError(f"{type(self).__name__} takes 2-D input (n_samples, n_features), got shape "
                              f"{X.shape}; flatten images first (X.reshape(len(X), -1))")
@@ -372,7 +373,8 @@ class ObjectiveClustering(DeepEstimator):
         else:
             check_is_fitted(self, "network_")
             if X.shape[1] != self.n_features_in_:
-                raise ValueError(f"X has {X.shape[1]} features, but the model was fitted on {self.n_features_in_}")
+                raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{self.n_features_in_} features as input")
         return X
 
     def _scale(self, X: np.ndarray) -> np.ndarray:
@@ -567,13 +569,20 @@ class ObjectiveClustering(DeepEstimator):
 
     # -- prediction -----------------------------------------------------------------------------------
     def _outputs_scaled(self, Xs: np.ndarray) -> np.ndarray:
-        """Network outputs of standardised rows: (n, K) logits, or (n, K) squared distances (centroid)."""
+        """Network outputs of standardised rows: (n, K) logits, or (n, K) squared distances (centroid).
+
+        Computed in float64: a float32 product's last bits depend on where a row falls in the batch (BLAS
+        kernels treat a block's edge rows apart), which made ``predict_proba`` and ``transform`` depend on
+        the order of the samples by ~1e-8 (scikit-learn's ``check_methods_sample_order_invariance``)."""
+        device = self._device()
+        X64 = np.asarray(Xs, dtype=np.float64)
         if self.objective == "centroid":
-            centres = torch.as_tensor(((self.cluster_centers_ - self.mean_) / self.scale_).astype(np.float32),
-                                      device=self._device()) if hasattr(self, "cluster_centers_") \
-                else self._centres()
-            return self._cat(self._batched(lambda x: squared_distances(x, centres), Xs))
-        return self._cat(self._batched(self.network_, Xs))
+            centres = torch.as_tensor((self.cluster_centers_ - self.mean_) / self.scale_, dtype=torch.float64,
+                                      device=device) if hasattr(self, "cluster_centers_") \
+                else self._centres().detach().double()
+            return self._cat(self._batched(lambda x: squared_distances(x, centres), X64))
+        network = copy.deepcopy(self.network_).double()
+        return self._cat(self._batched(network, X64))
 
     def _predict_scaled(self, Xs: np.ndarray) -> np.ndarray:
         was_training = self.network_.training
