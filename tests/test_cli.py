@@ -195,3 +195,30 @@ def test_fit_reads_a_table_scales_it_and_evaluate_reuses_the_scaling(tmp_path, c
     code, stdout, _ = run(["evaluate", "--model", str(tmp_path / "std"), "--data", str(path), "--label-column",
                            "cultivar"], capsys)
     assert code == 0 and json.loads(stdout)["nmi"] == pytest.approx(scaled["nmi"])
+
+
+def test_fit_writes_a_report_with_figures_and_no_report_skips_it(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    images = rng.random((60, 1, 4, 4)).astype(np.float32) * 0.3
+    images[30:] += 0.6
+    np.save(tmp_path / "X.npy", images)
+    np.save(tmp_path / "y.npy", np.repeat([0, 1], 30))
+    base = ["fit", "--model", "gmm", "--data", str(tmp_path / "X.npy"), "--n-clusters", "3", "--param",
+            "covariance_type=diag", "--verbose", "0"]
+    code, _, err = run(base + ["--labels", str(tmp_path / "y.npy"), "--out", str(tmp_path / "a")], capsys)
+    assert code == 0, err
+    report = (tmp_path / "a" / "report.md").read_text()
+    for figure in ("map.png", "sizes.png", "entropy.png", "members.png", "labels.png"):
+        assert f"]({figure})" in report and (tmp_path / "a" / figure).stat().st_size > 1000
+    assert "| nmi |" in report and "this report" in report
+    code, _, err = run(base + ["--no-report", "--out", str(tmp_path / "b")], capsys)
+    assert code == 0, err
+    assert not (tmp_path / "b" / "report.md").exists() and (tmp_path / "b" / "metrics.json").exists()
+
+
+def test_entropy_is_per_sample_and_fast_fits_get_a_pca_map():
+    from mixclust.fit_report import entropies, map_method
+
+    proba = np.array([[1.0, 0.0], [0.5, 0.5]])
+    np.testing.assert_allclose(entropies(proba), [0.0, np.log(2)])
+    assert map_method(1.0) == "pca" and map_method(120.0) == "umap"

@@ -148,7 +148,8 @@ def cmd_fit(args) -> int:
     scaling = fit_scaling(X, args.scale)
     if scaling is None:
         warn_if_scales_differ(X)
-    X = prepare_input(model, apply_scaling(X, scaling))
+    loaded = apply_scaling(X, scaling)
+    X = prepare_input(model, loaded)
     start = time.perf_counter()
     model.fit(X)
     seconds = time.perf_counter() - start
@@ -157,12 +158,13 @@ def cmd_fit(args) -> int:
         return 0
     world = distributed.world_size()
     with distributed.local_only():
-        _write_fit_output(args, model, X, y, params, seconds, world, scaling)
+        _write_fit_output(args, model, X, y, params, seconds, world, scaling, loaded)
     distributed.barrier()
     return 0
 
 
-def _write_fit_output(args, model, X, y, params: dict, seconds: float, world: int = 1, scaling=None) -> None:
+def _write_fit_output(args, model, X, y, params: dict, seconds: float, world: int = 1, scaling=None,
+                      loaded=None) -> None:
     """``labels.csv``, ``metrics.json`` and the model in ``args.out`` (rank 0 only when distributed); with
     ``--scale``, ``scaling.json`` (``mixclust evaluate`` applies it to new data)."""
     from .reports import atomic_write_text
@@ -177,6 +179,13 @@ def _write_fit_output(args, model, X, y, params: dict, seconds: float, world: in
     model.save(out / "model")
     if scaling is not None:
         atomic_write_text(out / "scaling.json", json.dumps(scaling) + "\n")
+    if not getattr(args, "no_report", False):
+        from .fit_report import write_fit_report
+
+        command = "mixclust " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "mixclust fit ..."
+        write_fit_report(out, args.model, X if loaded is None else loaded, model.predict_proba(X), y,
+                         result["metrics"], seconds, str(args.data),
+                         int(args.random_state), command=command)
     ranks = "" if world == 1 else f" on {world} processes"
     _print_summary(result["metrics"], f"fitted {args.model} on {args.data}{ranks} in {seconds:.2f} s -> {out}")
 
@@ -270,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="tables: the feature columns, comma-separated names or 0-based indices (default: all "
                             "but the label column)")
 
-    fit = sub.add_parser("fit", help="fit a model and write labels.csv, metrics.json and the model")
+    fit = sub.add_parser("fit", help="fit a model and write labels.csv, metrics.json, the model and report.md")
     fit.add_argument("--model", required=True, help="registered model name (see 'mixclust models')")
     data_options(fit)
     fit.add_argument("--n-clusters", type=int, required=True, help="number of clusters / components")
@@ -280,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="any other model parameter, e.g. --param covariance_type=diag (repeatable)")
     fit.add_argument("--verbose", type=int, default=1, help="0 silent, 1 progress bars (default)")
     fit.add_argument("--out", required=True, help="output folder")
+    fit.add_argument("--no-report", action="store_true",
+                     help="skip report.md and its figures (a 2-D map, cluster sizes, entropies, members, labels)")
     fit.add_argument("--scale", choices=SCALES, default="none",
                      help="per-feature scaling before the fit: standard (zero mean, unit variance), minmax "
                           "([0, 1]) or none (default, as scikit-learn); 'mixclust evaluate' reuses it")

@@ -115,7 +115,7 @@ class Report:
         self._parts.append(f"\n![{caption or name}]({name})\n" + (f"\n_{caption}_\n" if caption else ""))
         return path
 
-    def write(self) -> Path:
-        path = self.out_dir / "README.md"
+    def write(self, name: str = "README.md") -> Path:
+        path = self.out_dir / name
         atomic_write_text(path, "\n".join(self._parts))
         return path
