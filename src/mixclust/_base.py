@@ -128,3 +128,11 @@ class MixclustEstimator(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _device(self) -> torch.device:
         return resolve_device(self.device)
+
+
+def prepare_input(model, X):
+    """Flatten images to (n, features) for tabular models (SPEC §6); deep models take them as they are."""
+    X = np.asarray(X)
+    if getattr(model, "_tabular", False) and X.ndim > 2:
+        return X.reshape(len(X), -1)
+    return X

@@ -102,14 +102,6 @@ def _load_labels(path, n: int):
     return y
 
 
-def prepare_input(model, X):
-    """Flatten images to (n, features) for tabular models (SPEC §6); deep models take them as they are."""
-    X = np.asarray(X)
-    if getattr(model, "_tabular", False) and X.ndim > 2:
-        return X.reshape(len(X), -1)
-    return X
-
-
 def fitted_metrics(model, X, y=None) -> dict:
     """Every metric of ``metrics.evaluate`` for a fitted model on X (external ones when y is given)."""
     from . import metrics
@@ -144,6 +136,8 @@ def cmd_fit(args) -> int:
     if unknown:
         raise ValueError(f"model {args.model!r} has no parameter(s) {', '.join(unknown)}; "
                          f"its parameters: {', '.join(sorted(valid))}")
+    from ._base import prepare_input
+
     model = cls(**params)
     scaling = fit_scaling(X, args.scale)
     if scaling is None:
@@ -198,6 +192,7 @@ def _print_summary(metrics: dict, headline: str) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    from ._base import prepare_input
     from ._io import load
 
     path = Path(args.model)

@@ -188,8 +188,22 @@ def _pick(parts, split):
     return np.concatenate(xs), (None if any(v is None for v in ys) else np.concatenate(ys))
 
 
+#: What a file that fails to parse means for the user, by its type (the parser's own words follow).
+_INVALID_FILE = {
+    ".npz": "it is not a valid .npz archive (perhaps truncated by an interrupted download or copy, or a file of "
+            "another format renamed)",
+    ".npy": "it is not a valid .npy array (perhaps truncated, saved with pickled objects, or of another format)",
+    ".parquet": "it is not a valid Parquet file (perhaps truncated or of another format)",
+    ".csv": "it is not readable as a UTF-8 text table",
+    ".tsv": "it is not readable as a UTF-8 text table",
+}
+
+
 def _file_error(path, exc):
-    return ValueError(f"cannot read {path}: {type(exc).__name__}: {exc}")
+    path = Path(path)
+    meaning = _INVALID_FILE.get(path.suffix.lower(), "the file is damaged or not in the expected format")
+    return ValueError(f"cannot read {path}: {meaning}; replace it with an intact copy "
+                      f"({type(exc).__name__}: {exc})")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from sklearn.decomposition import PCA
 
 from . import datasets, metrics, plotting
 from ._registry import MODELS
-from .cli import prepare_input
+from ._base import prepare_input
 from .reports import Report
 
 

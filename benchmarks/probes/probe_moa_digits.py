@@ -2,8 +2,8 @@
 well the router learnt it (NMI between the router's labels and the start's, after the start alone), the final
 NMI and the validation NMI every 5 epochs.
 
-    THREADS=1 .venv/bin/python benchmarks/probe_moa_digits.py '[{}, {"init": "kmeans"}]'
-    THREADS=1 .venv/bin/python benchmarks/probe_moa_digits.py '[{"pretrain_epochs": 3, "router_epochs": 2}]'
+    THREADS=1 .venv/bin/python benchmarks/probes/probe_moa_digits.py '[{}, {"init": "kmeans"}]'
+    THREADS=1 .venv/bin/python benchmarks/probes/probe_moa_digits.py '[{"pretrain_epochs": 3, "router_epochs": 2}]'
 
 The argument is a JSON list of parameter overrides, one line of output per (override, seed). The second
 command is the budget before ``pretrain_epochs="auto"``/``router_epochs="auto"`` (see ``MoA``'s docstring).
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from mixclust import MoA, datasets, metrics
-from mixclust.cli import prepare_input
+from mixclust._base import prepare_input
 
 # The settings the demo gave MoA before the demo ran every model's defaults (issue 17).
 DEMO_SETTINGS = {"epochs": 30, "batch_size": 64, "arch": "mlp", "hidden": (64,), "latent_dim": 8}

@@ -1,7 +1,7 @@
 """Probe: MoA on suite sets (both input forms), with parameter overrides: the start's NMI (the partition the
 router learns), the final NMI, clusters used and seconds, beside the suite's K-means (seed 0).
 
-    MIXCLUST_DATA=../shared/data THREADS=1 .venv/bin/python benchmarks/probe_moa_suite.py \
+    MIXCLUST_DATA=../shared/data THREADS=1 .venv/bin/python benchmarks/probes/probe_moa_suite.py \
         digits,mnist-1k flat,images '[{}, {"specialise": false}]'
 
 Labels only score; one JSON line per (set, form, override).

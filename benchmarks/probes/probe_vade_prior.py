@@ -1,7 +1,7 @@
 """Probe: does the VaDE prior's covariance type matter? One pretraining (the VaDE defaults), then on its latent
 space K-means vs a full-covariance GMM (test NMI), then stage 2 with the full and the diagonal prior.
 
-    MIXCLUST_DATA=../shared/data THREADS=2 .venv/bin/python benchmarks/probe_vade_prior.py mnist 0
+    MIXCLUST_DATA=../shared/data THREADS=2 .venv/bin/python benchmarks/probes/probe_vade_prior.py mnist 0
 
 Prints JSON lines. A stepping stone to the defaults of issue 7; the vade-entropy study is the record.
 """

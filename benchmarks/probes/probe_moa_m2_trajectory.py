@@ -5,8 +5,8 @@ CAE, 10 pretraining epochs, the GMM start, the competitive loss without a balanc
 of 20, to show whether the M = 2 result is still moving at 20 epochs and how far the seeds spread. The NMI per
 epoch comes from ``fit(validation_data=(X, y))``, which only monitors (no early stopping, nothing selected).
 
-    MIXCLUST_DATA=../shared/data .venv/bin/python benchmarks/probe_moa_m2_trajectory.py run 0   # one seed
-    .venv/bin/python benchmarks/probe_moa_m2_trajectory.py render 0 1 2   # reports/moa/m2-trajectory/
+    MIXCLUST_DATA=../shared/data .venv/bin/python benchmarks/probes/probe_moa_m2_trajectory.py run 0   # one seed
+    .venv/bin/python benchmarks/probes/probe_moa_m2_trajectory.py render 0 1 2   # reports/moa/m2-trajectory/
 
 ``run`` trains one seed on one thread (seeds can run side by side) and writes its JSON atomically; it resumes
 from its checkpoints if interrupted. ``render`` writes the report from the JSON files.
@@ -54,7 +54,7 @@ def run(seed: int) -> None:
 
 def render(seeds: list[int]) -> None:
     records = [json.loads((OUT / f"seed{s}.json").read_text()) for s in seeds]
-    command = "MIXCLUST_DATA=../shared/data python benchmarks/probe_moa_m2_trajectory.py run SEED (SEED = " + \
+    command = "MIXCLUST_DATA=../shared/data python benchmarks/probes/probe_moa_m2_trajectory.py run SEED (SEED = " + \
         ", ".join(map(str, seeds)) + "), then ... render " + " ".join(map(str, seeds))
     report = Report(OUT, "MoA, M = 2 on MNIST: 40 epochs, the NMI after every epoch", command=command)
     report.text(

@@ -2,7 +2,7 @@
 as drawn, times 10, times 100 and divided by 10, and scikit-learn's wine raw and standardised; MoA with its
 defaults (10 epochs), seeds 0 and 1, for each s given ("auto" = the data's range, or a number).
 
-    .venv/bin/python benchmarks/probe_moa_scale.py auto 1.0
+    .venv/bin/python benchmarks/probes/probe_moa_scale.py auto 1.0
 """
 import sys
 import warnings

@@ -1,6 +1,6 @@
 """Probe: what clusters the pretrained VaDE codes best (K-means, a full GMM, UMAP then a GMM, spectral embedding).
 
-    MIXCLUST_DATA=../shared/data .venv/bin/python benchmarks/probe_manifold.py digits16-2k
+    MIXCLUST_DATA=../shared/data .venv/bin/python benchmarks/probes/probe_manifold.py digits16-2k
 
 Prints one JSON line of NMIs (seed 0, one thread). The last entry ("vade") is VaDE from the K-means start with
 sigma^2 = mse, the defaults of commit 9a5df72 under which the rows in reports/suite/evidence were made.

@@ -1,6 +1,6 @@
 """Probe: VaDE stage 2 from the K-means/GMM start or the manifold start, and the decoder variance.
 
-    MIXCLUST_DATA=../shared/data .venv/bin/python benchmarks/probe_vade_init.py mnist-5k \\
+    MIXCLUST_DATA=../shared/data .venv/bin/python benchmarks/probes/probe_vade_init.py mnist-5k \\
         '[{"init":"manifold","R":10},{"init":"kmeans","R":10},{"init":"manifold","R":30}]'
 
 One pretraining (seed 0, one thread), then per configuration one JSON line: the NMI right after the prior's

@@ -1,7 +1,7 @@
 """Probe: a deep model's training budget on suite sets (flattened input, seed 0): NMI and seconds, beside the
 suite's K-means.
 
-    MIXCLUST_DATA=../shared/data THREADS=1 .venv/bin/python benchmarks/probe_budget.py aekm \
+    MIXCLUST_DATA=../shared/data THREADS=1 .venv/bin/python benchmarks/probes/probe_budget.py aekm \
         digits16-2k,mnist-1k,fashion-1k '[{}, {"epochs_steps": 8000}]'
 
 Each override sets the model's parameters; ``<name>_steps: N`` sets the epoch parameter ``<name>`` to the fewest
