@@ -222,3 +222,10 @@ def test_entropy_is_per_sample_and_fast_fits_get_a_pca_map():
     proba = np.array([[1.0, 0.0], [0.5, 0.5]])
     np.testing.assert_allclose(entropies(proba), [0.0, np.log(2)])
     assert map_method(1.0) == "pca" and map_method(120.0) == "umap"
+
+
+def test_demo_does_not_import_the_command_line():
+    """cli imports demo (lazily, for ``mixclust demo``); demo must not import cli back."""
+    code = "import sys, mixclust.demo; print('mixclust.cli' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"

@@ -468,7 +468,7 @@ class AEClustering(DeepEstimator):
     n_clusters : int, default=10
     clusterer : {"manifold", "gmm", "kmeans"}, default="manifold"
         Why "manifold": the codes' clusters are curved, which a neighbourhood graph follows. On VaDE's
-        pretrained codes (same MLP; benchmarks/probe_manifold.py, reports/suite/evidence): 5,000 MNIST images NMI 0.791
+        pretrained codes (same MLP; benchmarks/probes/probe_manifold.py, reports/suite/evidence): 5,000 MNIST images NMI 0.791
         against 0.691 for the GMM on the codes (0.530 K-means); 2,000 16 x 16 digits 0.705 against 0.632.
         The full-covariance GMM (``"gmm"``) follows the elongated clusters that K-means cuts across:
         MNIST (70k, MLP AE, 12 epochs) NMI 0.782 against 0.670 with K-means.

@@ -63,7 +63,7 @@ INITS = ("kmeans", "gmm", "manifold", "random")
 #: (70,000 images, batch 256: 274 steps an epoch) that is 3 and 2 epochs, the budget the study measured; a
 #: fixed number of epochs starved small data sets: on scikit-learn's digits (29 steps an epoch at batch 64)
 #: 2 router epochs reproduced the GMM start's partition with NMI 0.04-0.31 (seeds 0-2), 18 with 0.82-0.85
-#: (benchmarks/probe_moa_digits.py).
+#: (benchmarks/probes/probe_moa_digits.py).
 AUTO_INIT_STEPS = {"pretrain_epochs": 800, "router_epochs": 500}
 #: ``epochs="auto"``: at least 10 epochs (the MNIST budget) and 1,000 optimiser steps.
 AUTO_TRAIN = (10, 1000)
@@ -284,7 +284,7 @@ class MoA(DeepEstimator):
         thousands. Measured on make_blobs (3,000 x 5, 4 centres; seeds 0 / 1): times 10, NMI 0.998 / 0.998
         with ``"auto"`` against 0.000 / 0.577 with s = 1 (every point in one cluster for seed 0); times 100,
         0.993 / 0.621 against 0.000 / 0.583; scikit-learn's raw wine 0.378 / 0.000 against 0.000 / 0.000,
-        standardised 0.820 / 0.795 against 0.807 / 0.777 (``benchmarks/probe_moa_scale.py auto 1.0``). The
+        standardised 0.820 / 0.795 against 0.807 / 0.777 (``benchmarks/probes/probe_moa_scale.py auto 1.0``). The
         networks themselves are not scale-free, so standardise tabular features (a warning names empty
         clusters).
     switch_weight : float, default=0.01, weight of the balance term of ``switch``.
@@ -314,21 +314,21 @@ class MoA(DeepEstimator):
         0.348 / 0.326 / 0.248 from the GMM start against 0.209 / 0.242 / 0.208 from K-means; after 20
         epochs from the GMM start 0.408 / 0.356 / 0.300 (mean 0.355). On
         scikit-learn's digits (``make demo`` settings, seeds 0-2): 0.761 / 0.772 / 0.713 from the GMM start
-        against 0.723 / 0.738 / 0.709 from K-means (``benchmarks/probe_moa_digits.py``).
+        against 0.723 / 0.738 / 0.709 from K-means (``benchmarks/probes/probe_moa_digits.py``).
     pretrain_epochs, router_epochs : int or "auto", default="auto"
         Epochs of the autoencoder pretraining and of the router's fit to the start's partition. ``"auto"``:
         enough epochs for 800 and 500 optimiser steps (:data:`AUTO_INIT_STEPS`; 3 and 2 epochs on MNIST's 70,000
         images at batch 256, 28 and 18 on scikit-learn's digits at batch 64). Measured on digits (``make demo``
         settings, seeds 0-2): final NMI 0.761 / 0.772 / 0.713 with ``"auto"`` against 0.485 / 0.519 / 0.499
         with 3 and 2 epochs, whose router never learnt the start (K-means alone: 0.742;
-        ``benchmarks/probe_moa_digits.py``).
+        ``benchmarks/probes/probe_moa_digits.py``).
     specialise : bool, default=True
         While the router learns the start's partition (``router_epochs``), each expert also fits the members of
         its own cluster (the reconstruction loss of pretraining on the expert the start assigns), as DAMIC
         (Chazan et al. 2019) starts its autoencoders on their K-means clusters. Without it every expert is
         the same pretrained autoencoder when the joint training begins, the competition reassigns images by
         whichever copy drifts first, and much of the start is lost. Measured (seed 0, NMI of the start's
-        partition / final, ``benchmarks/probe_moa_suite.py``): digits flat 0.863 / 0.795 against 0.863 /
+        partition / final, ``benchmarks/probes/probe_moa_suite.py``): digits flat 0.863 / 0.795 against 0.863 /
         0.769 without, images 0.868 / 0.762 against 0.868 / 0.719; 1,000 MNIST images flat 0.627 / 0.609
         against 0.627 / 0.474 (K-means 0.742 and 0.499). Ignored for ``init="random"``.
     latent_dim, filters, n_blocks, hidden : expert architecture (``arch="auto"``: MLP experts for tabular

@@ -221,7 +221,7 @@ class VaDE(DeepEstimator):
         about one nat against a KL of tens, and every image went to one cluster; with :math:`\sigma^2` = the
         residual variance (the previous "auto", worth D/2 nats: 392 on MNIST) the KL barely moved the codes and
         VaDE ended where the GMM on the pretrained codes starts (MNIST test NMI 0.769). Same pretraining, NMI
-        (benchmarks/probe_vade_init.py, reports/suite/evidence): 5,000 MNIST images, K-means start, 10 nats
+        (benchmarks/probes/probe_vade_init.py, reports/suite/evidence): 5,000 MNIST images, K-means start, 10 nats
         0.722 against D/2 nats 0.672; manifold start 10 nats 0.793, 30 nats 0.787; 2,000 16 x 16 digits,
         manifold start, 10 nats 0.714 against D/2 nats 0.700.
     init : {"manifold", "kmeans"}, default="manifold"
@@ -258,7 +258,7 @@ class VaDE(DeepEstimator):
     latent decides most of the result, so pretraining is where the time goes). About 8 minutes on
     2 CPU threads for 60,000 MNIST images. ``covariance_type="full"``: the clusters of the
     pretrained latent space are elongated and correlated (a full GMM on it scores test NMI 0.773
-    where K-means scores 0.708, benchmarks/probe_vade_prior.py), and with the same pretraining the
+    where K-means scores 0.708, benchmarks/probes/probe_vade_prior.py), and with the same pretraining the
     full prior reached test NMI 0.885 / ACC 0.872 where the diagonal one reached 0.801 / 0.764
     (vade-entropy study, section 2; Fashion-MNIST 0.656 vs 0.592).
     Pass the source's settings explicitly to reproduce [VADE-H].
