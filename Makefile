@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 TORCH  ?= torch==2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test test-all bench suite lint reports clean
+.PHONY: help venv demo test test-all bench suite lint docs reports clean
 
 help:
 	@echo "make demo    create .venv, install, cluster scikit-learn's digits with every model (report in runs/demo)"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench   speed benchmarks (GMM vs scikit-learn)"
 	@echo "make suite   every clusterer with its defaults on many data sets (reports/suite; WHOLE=1 adds whole MNIST/Fashion)"
 	@echo "make lint    ruff"
+	@echo "make docs    the documentation site, built offline into site/ (warnings are errors)"
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -45,6 +46,17 @@ WHOLE ?=
 SUITE_ARGS ?=
 suite: $(STAMP)
 	$(VENV)/bin/mixclust benchmark --report $(if $(WHOLE),--whole) $(SUITE_ARGS)
+
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP) pyproject.toml
+	$(PIP) install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+# Sphinx: the docstrings are reStructuredText (:math:, :func:), which it renders as written.
+docs: $(DOCS_STAMP)
+	rm -rf site
+	$(PY) -m sphinx -E -W --keep-going -q -b html docs site
+	@echo "documentation: site/index.html"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -355,7 +355,7 @@ class AutoEncoder(DeepEstimator):
         return self._cat(self._batched(self._encode, X))
 
     def inverse_transform(self, Z) -> np.ndarray:
-        """Decode latent vectors Z (n, latent_dim) to samples of the input shape, (n, *input_shape_)."""
+        """Decode latent vectors Z (n, latent_dim) to samples of the input shape, ``(n, *input_shape_)``."""
         check_is_fitted(self, "encoder_")
         Z = as_float_array(Z, "Z")
         if Z.ndim != 2 or Z.shape[1] != self.latent_dim:
@@ -428,7 +428,7 @@ class VAE(AutoEncoder):
         return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
 
     def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
-        """Decode ``n_samples`` draws z ~ N(0, I): new samples of shape (n_samples, *input_shape_)."""
+        """Decode ``n_samples`` draws z ~ N(0, I): new samples of shape ``(n_samples, *input_shape_)``."""
         check_is_fitted(self, "encoder_")
         n_samples = check_int(n_samples, "n_samples", 1)
         Z = np.random.default_rng(random_state).standard_normal((n_samples, self.latent_dim))
@@ -468,8 +468,9 @@ class AEClustering(DeepEstimator):
     n_clusters : int, default=10
     clusterer : {"manifold", "gmm", "kmeans"}, default="manifold"
         Why "manifold": the codes' clusters are curved, which a neighbourhood graph follows. On VaDE's
-        pretrained codes (same MLP; benchmarks/probes/probe_manifold.py, reports/suite/evidence): 5,000 MNIST images NMI 0.791
-        against 0.691 for the GMM on the codes (0.530 K-means); 2,000 16 x 16 digits 0.705 against 0.632.
+        pretrained codes (same MLP; benchmarks/probes/probe_manifold.py, reports/suite/evidence): 5,000 MNIST
+        images NMI 0.791 against 0.691 for the GMM on the codes (0.530 K-means); 2,000 16 x 16 digits 0.705
+        against 0.632.
         The full-covariance GMM (``"gmm"``) follows the elongated clusters that K-means cuts across:
         MNIST (70k, MLP AE, 12 epochs) NMI 0.782 against 0.670 with K-means.
     variational : bool, default=False
@@ -477,10 +478,10 @@ class AEClustering(DeepEstimator):
     covariance_type : {"full", "tied", "diag", "spherical"}, default="full"
     reg_covar : float, default=1e-6
         GMM only.
-    arch, latent_dim, hidden, filters, n_blocks, loss, beta, epochs, batch_size, lr, clip_norm, patience,
-    checkpoint_dir : the autoencoder's (see :class:`AutoEncoder`, :class:`VAE`; ``beta`` only with
-    ``variational=True``). ``validation_data`` given to ``fit`` goes to the autoencoder
-    (``val_loss``, early stopping on it with ``patience``).
+    arch, latent_dim, hidden, filters, n_blocks, loss, beta, epochs, batch_size, lr, clip_norm, patience, checkpoint_dir
+        The autoencoder's (see :class:`AutoEncoder`, :class:`VAE`; ``beta`` only with ``variational=True``).
+        ``validation_data`` given to ``fit`` goes to the autoencoder (``val_loss``, early stopping on it with
+        ``patience``).
     n_init : int or "auto", default="auto"
         Runs (autoencoder and clusterer) from different seeds; the kept run has the lowest reconstruction
         error among those :func:`mixclust.metrics.degeneracy` does not flag. ``"auto"``: one run, and up to 3

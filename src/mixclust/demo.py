@@ -16,8 +16,8 @@ from sklearn.cluster import KMeans
 from sklearn.decomposition import PCA
 
 from . import datasets, metrics, plotting
-from ._registry import MODELS
 from ._base import prepare_input
+from ._registry import MODELS
 from .reports import Report
 
 

@@ -245,8 +245,11 @@ class VaDE(DeepEstimator):
         ``"auto"``: the largest power of two at most n / 64 within [32, 256] (256 on MNIST).
     lr, clip_norm, patience : the full objective's training.
     checkpoint_dir : folder for checkpoints (resume after an interruption).
-    random_state, device, verbose.
+    random_state, device, verbose
+        As everywhere.
 
+    Notes
+    -----
     Defaults of the objective (measured on MNIST, train 60,000 / test 10,000, seed 0; README "VaDE defaults";
     the budgets, the decoder variance and the architecture for images are judged on the benchmark suite,
     reports/suite):
@@ -266,9 +269,14 @@ class VaDE(DeepEstimator):
 
     Attributes
     ----------
-    network_ : VaDENetwork; history_ : list of dicts (pretraining epochs first, ``stage`` key);
-    weights_, means_, variances_ : the fitted prior (numpy; ``variances_`` the squared diagonal of the
-    Cholesky factors); covariances_ (K, d, d) with ``covariance_type="full"``; labels_.
+    network_ : VaDENetwork
+    history_ : list of dicts
+        Pretraining epochs first (``stage`` key).
+    weights_, means_, variances_ : ndarray
+        The fitted prior (``variances_`` the squared diagonal of the Cholesky factors).
+    covariances_ : ndarray (K, d, d)
+        With ``covariance_type="full"``.
+    labels_ : ndarray (n,)
     """
 
     _warm_start_params = ("n_clusters", "latent_dim", "arch", "hidden", "filters", "n_blocks", "loss",
@@ -554,7 +562,7 @@ class VaDE(DeepEstimator):
         return np.argsort(-self.entropy(X), kind="stable")[:check_int(n, "n", 1)]
 
     def prototypes(self) -> np.ndarray:
-        """Cluster prototypes decoder(mu_k), shape (K, *input_shape_)."""
+        """Cluster prototypes decoder(mu_k), shape ``(K, *input_shape_)``."""
         check_is_fitted(self, "network_")
         self.network_.eval()
         with torch.no_grad():

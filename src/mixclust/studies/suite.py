@@ -289,18 +289,18 @@ def _evidence(report, folder: Path) -> None:
         return
     records = [json.loads(line) for line in probes.read_text().splitlines() if line.strip()]
     report.section("Evidence for the defaults: the manifold start and the decoder variance")
-    report.text("Seed 0, one thread, the pretrained autoencoder shared within a set. NMI of clusterings of the same "
-                "pretrained VaDE codes (`benchmarks/probes/probe_manifold.py SET`): K-means and a full GMM on the codes, "
-                "UMAP (10 or 20 neighbours, `min_dist=0`) then a full GMM, a spectral embedding then K-means, and "
-                "UMAP of the pixels then a GMM; `vade`: VaDE from the K-means start with sigma^2 = mse (the defaults "
-                "before this change).")
+    report.text("Seed 0, one thread, the pretrained autoencoder shared within a set. NMI of clusterings of the "
+                "same pretrained VaDE codes (`benchmarks/probes/probe_manifold.py SET`): K-means and a full GMM on "
+                "the codes, UMAP (10 or 20 neighbours, `min_dist=0`) then a full GMM, a spectral embedding then "
+                "K-means, and UMAP of the pixels then a GMM; `vade`: VaDE from the K-means start with sigma^2 = mse "
+                "(the defaults before this change).")
     codes = [r for r in records if "km_codes" in r]
     report.table([{k: r[k] for k in ("set", "kmeans_pix", "km_codes", "gmm_codes", "umap10_gmm_codes",
                                      "umap20_gmm_codes", "spectral_km", "umap20_gmm_pix", "vade")} for r in codes])
-    report.text("VaDE stage 2 from the same pretraining (`benchmarks/probes/probe_vade_init.py SET CONFIGS`): `init_nmi` "
-                "right after the prior's start, `nmi` after training; R = the nats the pretrained reconstruction is "
-                "worth per sample, sigma^2 = D mse / (2R) (the default is R = latent_dim = 10; `R` empty: sigma^2 = "
-                "mse, i.e. R = D/2, the former default).")
+    report.text("VaDE stage 2 from the same pretraining (`benchmarks/probes/probe_vade_init.py SET CONFIGS`): "
+                "`init_nmi` right after the prior's start, `nmi` after training; R = the nats the pretrained "
+                "reconstruction is worth per sample, sigma^2 = D mse / (2R) (the default is R = latent_dim = 10; "
+                "`R` empty: sigma^2 = mse, i.e. R = D/2, the former default).")
     runs = [r for r in records if "init_nmi" in r]
     report.table([{"set": r["set"], "init": r["init"], "R": r["R"] if r["R"] is not None else "D/2",
                    "start NMI": r["init_nmi"], "NMI": r["nmi"], "clusters used": r["used"], "largest": r["largest"],
@@ -334,7 +334,8 @@ def write_report(rows: list[dict], out_dir: Path, command: str) -> Path:
         report.section("VaDE with its defaults on MNIST (train 60,000, test 10,000)")
         report.text(f"Test NMI {record['nmi']:.3f}, ACC {record['acc']:.3f}, ARI {record['ari']:.3f}, "
                     f"{record['seconds'] / 60:.0f} min on one thread of a loaded 2-core machine "
-                    "(`MIXCLUST_DATA=../shared/data THREADS=1 .venv/bin/python benchmarks/probes/probe_vade_mnist.py '{}'`"
+                    "(`MIXCLUST_DATA=../shared/data THREADS=1 .venv/bin/python "
+                    "benchmarks/probes/probe_vade_mnist.py '{}'`"
                     ", output in `vade_mnist_defaults.json`). The target is 0.85: "
                     + ("met." if record["nmi"] >= 0.85 else "**not met**."))
     _evidence(report, Path(out_dir) / "evidence")
