@@ -45,7 +45,7 @@ bench: $(STAMP)
 WHOLE ?=
 SUITE_ARGS ?=
 suite: $(STAMP)
-	$(VENV)/bin/mixclust benchmark --report $(if $(WHOLE),--whole) $(SUITE_ARGS)
+	$(VENV)/bin/mixclust benchmark --report --readme README.md $(if $(WHOLE),--whole) $(SUITE_ARGS)
 
 DOCS_STAMP := $(VENV)/.docs-installed
 $(DOCS_STAMP): $(STAMP) pyproject.toml

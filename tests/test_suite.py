@@ -45,3 +45,27 @@ def test_an_mlp_fit_on_images_is_the_fit_on_flattened_pixels():
         # MoA's router is convolutional on images, so only the others may reuse the flat run
         assert suite.flattens_images(model) == (not isinstance(model, MoA))
         assert np.array_equal(on_images, on_flat) == suite.flattens_images(model)
+
+
+def test_nmi_table_shows_both_forms_only_where_the_fits_differ_and_the_readme_block_is_replaced(tmp_path):
+    import pytest
+
+    base = {"set": "digits", "seed": 0, "K": 10, "used": 10}
+    rows = [{**base, "form": "flat", "model": "kmeans", "nmi": 0.7},
+            {**base, "form": "flat", "model": "vade", "nmi": 0.86},
+            {**base, "form": "images", "model": "vade", "nmi": 0.86, "same_as_flat": True},
+            {**base, "form": "flat", "model": "moa", "nmi": 0.8},
+            {**base, "form": "images", "model": "moa", "nmi": 0.75, "used": 9},
+            {**base, "form": "flat", "model": "vade", "nmi": 0.1, "seed": 1}]  # other seeds stay out
+    (row,) = suite.nmi_table(rows)
+    assert row["kmeans"] == "0.700" and row["vade"] == "0.860" and row["moa"] == "0.800 / 0.750 (9/10 used)"
+    readme = tmp_path / "README.md"
+    start, end = suite.README_MARKERS
+    readme.write_text(f"intro\n{start}\nold table\n{end}\noutro\n")
+    suite.update_readme(readme, rows)
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n") and "old table" not in text
+    assert "| digits | 10 | 0.700 |" in text
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        suite.update_readme(readme, rows)

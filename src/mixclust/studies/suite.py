@@ -396,6 +396,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--report", action="store_true", help="write OUT/README.md from every cached run")
     parser.add_argument("--render", action="store_true", help="run nothing: write the report from the cached runs "
                         "(the latest cached parameters of each model)")
+    parser.add_argument("--readme", default=None, help="with --report or --render: also write the image sets' NMI "
+                        "table between the suite-table markers of this file (the project's README.md)")
     parser.add_argument("--override", default="", help="probe a candidate default, e.g. \"arch='conv'\" "
                         "(set on every model that has the parameter; cached apart by the parameters; "
                         "never for the committed report)")
@@ -416,7 +418,26 @@ def run_from_args(args) -> int:
                        overrides=eval(f"dict({args.override})"), cached_only=args.render)
     if args.report or args.render:
         print(write_report(rows, out, "make suite" + (" WHOLE=1" if args.whole else "")))
+        if args.readme:
+            update_readme(Path(args.readme), rows)
     return 0
+
+
+README_MARKERS = ("<!-- suite table: written by `mixclust benchmark --render --readme README.md` -->",
+                  "<!-- end of suite table -->")
+
+
+def update_readme(path: Path, rows: list[dict]) -> None:
+    """Replace the text between :data:`README_MARKERS` in ``path`` with the image sets' NMI table."""
+    from ..reports import atomic_write_text, markdown_table
+
+    text = path.read_text()
+    start, end = README_MARKERS
+    if start not in text or end not in text:
+        raise ValueError(f"{path} has no suite table markers ({start} ... {end})")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    atomic_write_text(path, head + start + "\n" + markdown_table(nmi_table(rows)).strip("\n") + "\n" + end + tail)
 
 
 def main(argv=None) -> int:
