@@ -30,7 +30,7 @@ def test_fit_writes_labels_metrics_and_model(tmp_path, capsys):
     assert list(rows[0]) == ["index", "label"] and len(rows) == 150
     result = json.loads((out / "metrics.json").read_text())
     metrics = result["metrics"]
-    for key in ("nmi", "ari", "acc", "silhouette", "davies_bouldin", "calinski_harabasz", "mean_entropy"):
+    for key in ("nmi", "ari", "acc", "ece", "silhouette", "davies_bouldin", "calinski_harabasz", "mean_entropy"):
         assert np.isfinite(metrics[key])
     assert metrics["nmi"] > 0.7  # iris with 3 full-covariance components
     model = mixclust.load(out / "model")
@@ -208,7 +208,7 @@ def test_fit_writes_a_report_with_figures_and_no_report_skips_it(tmp_path, capsy
     code, _, err = run(base + ["--labels", str(tmp_path / "y.npy"), "--out", str(tmp_path / "a")], capsys)
     assert code == 0, err
     report = (tmp_path / "a" / "report.md").read_text()
-    for figure in ("map.png", "sizes.png", "entropy.png", "members.png", "labels.png"):
+    for figure in ("map.png", "sizes.png", "entropy.png", "members.png", "reliability.png", "labels.png"):
         assert f"]({figure})" in report and (tmp_path / "a" / figure).stat().st_size > 1000
     assert "| nmi |" in report and "this report" in report
     code, _, err = run(base + ["--no-report", "--out", str(tmp_path / "b")], capsys)

@@ -257,3 +257,35 @@ def test_match_clusters_relabels_to_the_best_matching_labels():
     matched = M.match_clusters(y_true, y_pred)
     assert matched.tolist() == [0, 0, 1, 1, 2, 2, 3]  # the unmatched cluster 9 gets a fresh id
     assert M.cluster_accuracy(y_true, y_pred) == pytest.approx(np.mean(matched == y_true))
+
+
+def test_ece_is_zero_when_confidence_equals_accuracy_and_measures_overconfidence():
+    from mixclust.metrics import expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    y = rng.integers(0, 2, n)
+    # cluster = label 0 -> cluster 1 (a permutation: the Hungarian matching undoes it); confidence 0.8 and
+    # exactly 80% correct: calibrated
+    wrong = np.zeros(n, bool)
+    wrong[rng.permutation(n)[: n // 5]] = True
+    cluster = np.where(wrong, y, 1 - y)
+    proba = np.full((n, 2), 0.2)
+    proba[np.arange(n), cluster] = 0.8
+    assert expected_calibration_error(y, proba) == pytest.approx(0.0, abs=1e-12)
+    # the same assignments claimed with confidence 0.99: overconfident by 0.19
+    proba_over = np.full((n, 2), 0.01)
+    proba_over[np.arange(n), cluster] = 0.99
+    assert expected_calibration_error(y, proba_over) == pytest.approx(0.19, abs=1e-12)
+    assert "ece" in M.evaluate(y, proba=proba_over) and "ece" not in M.evaluate(proba=proba_over)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(st.integers(0, 10_000), st.integers(2, 6))
+def test_ece_lies_in_zero_one(seed, K):
+    from mixclust.metrics import expected_calibration_error
+
+    rng = np.random.default_rng(seed)
+    proba = rng.dirichlet(np.ones(K), size=200)
+    y = rng.integers(0, K, 200)
+    assert 0.0 <= expected_calibration_error(y, proba) <= 1.0

@@ -185,7 +185,7 @@ def _write_fit_output(args, model, X, y, params: dict, seconds: float, world: in
 
 
 def _print_summary(metrics: dict, headline: str) -> None:
-    keys = ["nmi", "ari", "acc", "silhouette", "mean_entropy", "mean_confidence", "balance"]
+    keys = ["nmi", "ari", "acc", "ece", "silhouette", "mean_entropy", "mean_confidence", "balance"]
     parts = [f"{k}={metrics[k]:.4f}" for k in keys if isinstance(metrics.get(k), float)]
     print(headline)
     print("  " + "  ".join(parts))

@@ -11,7 +11,8 @@ Figures (each skipped when it does not apply):
   :math:`H_i = -\\sum_k \\gamma_{ik} \\ln \\gamma_{ik}` (0 = certain, :math:`\\ln K` = uniform);
 * ``members.png`` (images only): per cluster, its most typical members (highest :math:`\\gamma_{ik}`) and its
   most ambiguous ones (lowest :math:`\\max_k \\gamma_{ik}` among its members);
-* ``labels.png`` (labels given): the percentage of each label in each cluster.
+* ``reliability.png`` and ``labels.png`` (labels given): accuracy against confidence (the expected calibration
+  error's bins) and the percentage of each label in each cluster.
 
 Cost: on all 70,000 MNIST images with the UMAP map, 99 s on one thread of a machine running two other jobs
 (``benchmarks/bench_fit_report.py``),
@@ -115,7 +116,7 @@ def write_fit_report(out_dir, model_name: str, X: np.ndarray, proba: np.ndarray,
     report = Report(out, f"{model_name} on {data_name or 'the data'}: {n:,} samples, {K} clusters",
                     command=command, seed=seed)
     if scores:
-        keys = [k for k in ("nmi", "ari", "acc", "silhouette", "mean_entropy", "mean_confidence", "balance")
+        keys = [k for k in ("nmi", "ari", "acc", "ece", "silhouette", "mean_entropy", "mean_confidence", "balance")
                 if isinstance(scores.get(k), float)]
         report.table([{k: scores[k] for k in keys}])
     used = int((np.bincount(labels, minlength=K) > 0).sum())
@@ -165,6 +166,18 @@ def write_fit_report(out_dir, model_name: str, X: np.ndarray, proba: np.ndarray,
                                           "least sure of any cluster")
 
     if y is not None:
+        bins = metrics.calibration_bins(y, proba)
+        used_bins = bins["count"] > 0
+        centres = 0.5 * (bins["edges"][:-1] + bins["edges"][1:])
+        fig, ax = plt.subplots(figsize=(4.2, 4))
+        ax.bar(centres[used_bins], bins["accuracy"][used_bins], width=1 / len(centres), edgecolor="k",
+               color="tab:blue", label="accuracy (clusters matched to labels)")
+        ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
+        ax.set_xlabel("confidence (max of the soft assignment)")
+        ax.set_ylabel("fraction correct")
+        ax.legend(fontsize=7, loc="upper left")
+        report.figure(fig, "reliability.png", f"reliability diagram: expected calibration error "
+                                              f"{metrics.expected_calibration_error(y, proba):.3f} (15 bins)")
         table = metrics.confusion_table(y, labels)
         fig, ax = plt.subplots(figsize=(max(4, 0.4 * len(table["clusters"]) + 1.5),
                                         max(3, 0.35 * len(table["labels"]) + 1)))

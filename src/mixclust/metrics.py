@@ -181,11 +181,52 @@ def external_metrics(y_true, y_pred) -> dict:
     }
 
 
+#: Equal-width confidence bins of :func:`expected_calibration_error`.
+ECE_BINS = 15
+
+
+def calibration_bins(y_true, proba, n_bins: int = ECE_BINS) -> dict:
+    r"""Confidence against correctness of soft assignments, per equal-width confidence bin.
+
+    Clusters are matched to labels by the Hungarian matching of :func:`cluster_label_mapping` (on
+    ``argmax proba``); a sample is correct when its cluster's matched label is its label. Its confidence is
+    :math:`c_i = \max_k \gamma_{ik}`; bin b holds the confidences in :math:`(b/B, (b+1)/B]`. Returns
+    ``{"edges", "count", "confidence", "accuracy"}`` (the last two NaN for empty bins), the data of a
+    reliability diagram.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    y_pred = proba.argmax(axis=1)
+    mapping = cluster_label_mapping(y_true, y_pred)
+    correct = np.array([mapping[c] for c in y_pred.tolist()]) == np.asarray(y_true)
+    confidence = proba.max(axis=1)
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(bins, weights=confidence, minlength=n_bins) / count
+        accuracy = np.bincount(bins, weights=correct.astype(np.float64), minlength=n_bins) / count
+    return {"edges": np.linspace(0.0, 1.0, n_bins + 1), "count": count, "confidence": mean_confidence,
+            "accuracy": accuracy}
+
+
+def expected_calibration_error(y_true, proba, n_bins: int = ECE_BINS) -> float:
+    r"""Expected calibration error of the soft assignments against the labels (see :func:`calibration_bins`):
+
+    .. math:: \mathrm{ECE} = \sum_b \frac{|B_b|}{n} \left| \mathrm{acc}(B_b) - \mathrm{conf}(B_b) \right|,
+
+    0 for perfectly calibrated probabilities, at most 1.
+    """
+    bins = calibration_bins(y_true, proba, n_bins)
+    used = bins["count"] > 0
+    weights = bins["count"][used] / bins["count"].sum()
+    return float((weights * np.abs(bins["accuracy"][used] - bins["confidence"][used])).sum())
+
+
 def evaluate(y_true=None, y_pred=None, proba=None, X=None, random_state=0) -> dict:
     """Every metric the given inputs allow, in one flat dict.
 
     ``y_pred`` defaults to ``argmax(proba)``. External metrics need ``y_true``,
-    internal ones ``X``, soft ones ``proba``.
+    internal ones ``X``, soft ones ``proba``; ``ece`` (:func:`expected_calibration_error`) needs ``y_true``
+    and ``proba``.
     """
     if y_pred is None and proba is not None:
         y_pred = np.asarray(proba).argmax(axis=1)
@@ -202,4 +243,6 @@ def evaluate(y_true=None, y_pred=None, proba=None, X=None, random_state=0) -> di
         if len(proba) != len(y_pred):
             raise ValueError(f"proba has {len(proba)} rows but y_pred has {len(y_pred)} labels")
         result.update(soft_assignment_metrics(proba))
+        if y_true is not None:
+            result["ece"] = expected_calibration_error(y_true, proba)
     return result
