@@ -1,6 +1,7 @@
 """Probe: VaDE on MNIST (train 60k, evaluate on the 10k test images), one configuration per call.
 
-    MIXCLUST_DATA=../shared/data .venv/bin/python benchmarks/probes/probe_vade_mnist.py '{"epochs": 20, "pretrain_epochs": 10}'
+    MIXCLUST_DATA=../shared/data .venv/bin/python benchmarks/probes/probe_vade_mnist.py \
+        '{"epochs": 20, "pretrain_epochs": 10}'
 
 Prints one JSON line: test NMI/ACC/ARI, mean entropy, seconds, validation NMI per epoch. A stepping stone
 to the vade-entropy study (issue 7), not the study itself.
