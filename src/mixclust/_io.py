@@ -110,7 +110,7 @@ def _encode(value, tensors: dict, key: str):
     if isinstance(value, (np.ndarray, torch.Tensor)):
         tensors[key] = torch.as_tensor(np.asarray(value) if isinstance(value, np.ndarray) else value).clone()
         return {"__tensor__": key, "numpy": isinstance(value, np.ndarray)}
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, range)):  # a range (e.g. candidate counts) comes back as a tuple
         return {"__tuple__": [_encode(v, tensors, f"{key}.{i}") for i, v in enumerate(value)]}
     if isinstance(value, list):
         return [_encode(v, tensors, f"{key}.{i}") for i, v in enumerate(value)]

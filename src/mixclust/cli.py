@@ -41,6 +41,16 @@ def _parse_param(text: str):
         return key, value
 
 
+def _n_clusters(text: str):
+    """``--n-clusters``: a positive integer, or "auto"."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of clusters or 'auto', got {text!r}") from None
+
+
 def _load_data(args):
     from . import datasets
 
@@ -123,13 +133,20 @@ def cmd_fit(args) -> int:
     from ._registry import get_model
 
     cls = get_model(args.model)
+    n_clusters = args.n_clusters
+    if n_clusters == "auto":
+        if args.model not in ("gmm", "gmm-ic"):
+            raise ValueError(f"--n-clusters auto is offered for gmm (it fits gmm-ic, K chosen by BIC), not for "
+                             f"{args.model!r}; give a number")
+        cls = get_model("gmm-ic")
+        n_clusters = cls().n_components  # the default candidates, 1-20
     if not cls._clusterer:
         raise ValueError(f"model {args.model!r} learns a representation and does not cluster; use 'aekm' "
                          "(an autoencoder followed by K-means or a GMM) to cluster with it")
     X, y = _load_data(args)
     if args.labels:
         y = _load_labels(args.labels, len(X))
-    params = {cls._n_clusters_param: args.n_clusters, "random_state": args.random_state,
+    params = {cls._n_clusters_param: n_clusters, "random_state": args.random_state,
               "device": args.device, "verbose": args.verbose, **dict(args.param or [])}
     valid = cls().get_params()
     unknown = sorted(set(params) - set(valid))
@@ -165,9 +182,12 @@ def _write_fit_output(args, model, X, y, params: dict, seconds: float, world: in
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"model": args.model, "data": str(args.data), "n_samples": int(len(X)),
-              "params": {k: v for k, v in params.items()}, "fit_seconds": seconds,
+    result = {"model": getattr(model, "_registry_name", args.model), "data": str(args.data),
+              "n_samples": int(len(X)), "params": {k: v for k, v in params.items()}, "fit_seconds": seconds,
               "metrics": fitted_metrics(model, X, y)}
+    if hasattr(model, "n_components_"):  # gmm-ic: the number of components it chose
+        result["n_clusters_chosen"] = int(model.n_components_)
+        result["covariance_type_chosen"] = model.covariance_type_
     write_labels(out / "labels.csv", model.labels_)
     atomic_write_text(out / "metrics.json", json.dumps(result, indent=2, default=str) + "\n")
     model.save(out / "model")
@@ -179,7 +199,7 @@ def _write_fit_output(args, model, X, y, params: dict, seconds: float, world: in
         command = "mixclust " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "mixclust fit ..."
         write_fit_report(out, args.model, X if loaded is None else loaded, model.predict_proba(X), y,
                          result["metrics"], seconds, str(args.data),
-                         int(args.random_state), command=command)
+                         int(args.random_state), command=command, criterion=getattr(model, "criterion_", None))
     ranks = "" if world == 1 else f" on {world} processes"
     _print_summary(result["metrics"], f"fitted {args.model} on {args.data}{ranks} in {seconds:.2f} s -> {out}")
 
@@ -277,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit a model and write labels.csv, metrics.json, the model and report.md")
     fit.add_argument("--model", required=True, help="registered model name (see 'mixclust models')")
     data_options(fit)
-    fit.add_argument("--n-clusters", type=int, required=True, help="number of clusters / components")
+    fit.add_argument("--n-clusters", type=_n_clusters, required=True,
+                     help="number of clusters / components; 'auto' for gmm chooses it by BIC (gmm-ic)")
     fit.add_argument("--random-state", type=int, default=0, help="seed (default 0)")
     fit.add_argument("--device", default="auto", help="cpu, cuda or auto (default)")
     fit.add_argument("--param", type=_parse_param, action="append", metavar="KEY=VALUE",

@@ -98,7 +98,7 @@ def _members(X: np.ndarray, proba: np.ndarray, labels: np.ndarray):
 
 def write_fit_report(out_dir, model_name: str, X: np.ndarray, proba: np.ndarray, y=None, scores: dict | None = None,
                      fit_seconds: float | None = None, data_name: str = "", seed: int = 0,
-                     command: str = "mixclust fit ...") -> Path:
+                     command: str = "mixclust fit ...", criterion: dict | None = None) -> Path:
     """Write ``out_dir/report.md`` and its figures for a fitted model's soft assignments ``proba`` on X.
 
     X is the data as loaded (images (n, C, H, W) add ``members.png``; the map flattens them); ``y`` adds the
@@ -122,6 +122,20 @@ def write_fit_report(out_dir, model_name: str, X: np.ndarray, proba: np.ndarray,
     used = int((np.bincount(labels, minlength=K) > 0).sum())
     if used < K:
         report.text(f"\n**{K - used} of the {K} clusters asked for hold no sample.**")
+
+    if criterion:
+        name = next(k for k in criterion if k not in ("n_components", "covariance_type"))
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        counts, kinds, values = (np.asarray(criterion[k]) for k in ("n_components", "covariance_type", name))
+        for kind in dict.fromkeys(kinds.tolist()):
+            mine = kinds == kind
+            ax.plot(counts[mine], values[mine], "o-", ms=3, label=kind)
+        best = int(np.argmin(values))
+        ax.plot(counts[best], values[best], "k*", ms=12, label=f"chosen: K = {counts[best]}")
+        ax.set_xlabel("number of components K")
+        ax.set_ylabel(name.upper())
+        ax.legend(fontsize=7)
+        report.figure(fig, "criterion.png", f"{name.upper()} against K (lowest wins)")
 
     subset = _subset(n, MAP_POINTS, seed)
     method = map_method(fit_seconds)

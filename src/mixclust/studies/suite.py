@@ -114,7 +114,7 @@ SETS: dict[str, SuiteSet] = {s.name: s for s in [
 
 def clusterers() -> list[str]:
     """Registered names of the clusterers (the autoencoders alone assign no clusters)."""
-    return sorted(name for name, cls in MODELS.items() if cls._clusterer)
+    return sorted(name for name, cls in MODELS.items() if cls._clusterer and not getattr(cls, "_chooses_k", False))
 
 
 def deep_models() -> list[str]:
