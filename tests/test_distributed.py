@@ -350,7 +350,10 @@ def test_torchrun_cli_writes_the_same_labels_and_model(tmp_path, capsys, model):
             return [int(row["label"]) for row in csv.DictReader(handle)]
 
     assert labels("multi") == labels("single")
-    assert sorted(p.name for p in (tmp_path / "multi").iterdir()) == ["labels.csv", "metrics.json", "model"]
+    # rank 0 alone writes, the same files as one process (labels, metrics, model, report.md and its figures)
+    files = sorted(p.name for p in (tmp_path / "multi").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "single").iterdir())
+    assert {"labels.csv", "metrics.json", "model", "report.md", "map.png"} <= set(files)
     single, multi = mixclust.load(tmp_path / "single" / "model"), mixclust.load(tmp_path / "multi" / "model")
     if model == "gmm":
         for key in ("weights_", "means_", "covariances_"):

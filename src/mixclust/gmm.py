@@ -53,7 +53,7 @@ import torch
 from sklearn.cluster import KMeans, kmeans_plusplus
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import distributed
 from ._base import MixclustEstimator, check_float, check_int, check_option, resolve_device
@@ -442,7 +442,7 @@ class GaussianMixture(MixclustEstimator):
         return self._chunk(_n_quadratic(n_features, self.covariance_type) + n_features + 1, dtype)
 
     def _chunks(self, X, W: torch.Tensor, features=None):
-        """Yield (F, log pi_k + log N(x | k)) for row chunks of the centred data, the latter as (K, chunk).
+        """Yield (offset, F, log pi_k + log N(x | k)) for row chunks of the centred data, the latter as (K, chunk).
 
         Components along rows: BLAS runs W^T F^T about 2x faster than F W in float64 when W has
         only K columns (0.031 s vs 0.069 s per pass at n = 100,000), and reductions over K then
@@ -450,11 +450,15 @@ class GaussianMixture(MixclustEstimator):
         """
         features = self._feature_chunks(_Rows(X)) if features is None else features
         W_t = W.to(features.rows.dtype).T.contiguous()
-        for _, F in features:
-            yield F, W_t @ F.T
+        for start, F in features:
+            yield start, F, W_t @ F.T
 
-    def _e_pass(self, W, features: _FeatureChunks, n_samples: int):
+    def _e_pass(self, W, features: _FeatureChunks, norm: float, row_weights: torch.Tensor | None = None):
         r"""One pass over the data: mean log-likelihood and the sufficient statistics Gamma^T F (float64).
+
+        With ``row_weights`` :math:`w_i` (this rank's rows), the statistics are :math:`(w \circ \Gamma)^\top F`
+        and the mean is :math:`\sum_i w_i \ln p(x_i) / \sum_i w_i` (``norm`` is the divisor: n, or the total
+        weight), so an integer weight counts a row that many times.
 
         Across processes each rank passes over its own rows; the statistics and the
         log-likelihood sum are then added over the ranks in one all-reduce, so every
@@ -464,30 +468,38 @@ class GaussianMixture(MixclustEstimator):
         # One buffer, so a distributed fit needs a single all-reduce per EM iteration.
         buffer = torch.zeros(K * m + 1, dtype=torch.float64, device=W.device)
         stats, log_lik = buffer[:-1].view(K, m), buffer[-1]
-        for F, weighted in self._chunks(None, W, features):
+        for start, F, weighted in self._chunks(None, W, features):
             # log-sum-exp written out so the exponentials are computed once and reused for gamma.
             peak = weighted.amax(dim=0)
             exp = torch.exp(weighted - peak)
             total = exp.sum(dim=0)
-            log_lik += (peak + torch.log(total)).sum(dtype=torch.float64)
-            stats += (exp.div_(total) @ F).to(torch.float64)
+            resp = exp.div_(total)
+            if row_weights is None:
+                log_lik += (peak + torch.log(total)).sum(dtype=torch.float64)
+            else:
+                w = row_weights[start:start + F.shape[0]]
+                log_lik += ((peak + torch.log(total)).to(torch.float64) * w).sum()
+                resp.mul_(w.to(resp.dtype))
+            stats += (resp @ F).to(torch.float64)
         distributed.all_reduce_sum(buffer)
-        mean_log_lik = float(log_lik) / n_samples
+        mean_log_lik = float(log_lik) / norm
         if not math.isfinite(mean_log_lik):
             raise ValueError("the log-likelihood is not finite; the data may have extreme values "
                              "(scale them) or reg_covar is too small")
         return mean_log_lik, stats
 
     # -- initialisation -------------------------------------------------------------------------
-    def _initial_responsibilities(self, X: np.ndarray, random_state) -> np.ndarray:
-        """Initial responsibilities exactly as scikit-learn draws them (same random stream)."""
+    def _initial_responsibilities(self, X: np.ndarray, random_state, sample_weight=None) -> np.ndarray:
+        """Initial responsibilities exactly as scikit-learn draws them (same random stream); K-means and
+        k-means++ take ``sample_weight``."""
         n, K = X.shape[0], self.n_components
         resp = np.zeros((n, K), dtype=np.float64)
         if self.init_params in ("kmeans", "k-means++"):
             # The only initialisations that read the data; scikit-learn needs them in float64 memory.
             X = np.asarray(X, dtype=np.float64)
         if self.init_params == "kmeans":
-            labels = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(X).labels_
+            labels = KMeans(n_clusters=K, n_init=1, random_state=random_state).fit(
+                X, sample_weight=sample_weight).labels_
             resp[np.arange(n), labels] = 1
         elif self.init_params == "random":
             resp = random_state.uniform(size=(n, K))
@@ -495,7 +507,7 @@ class GaussianMixture(MixclustEstimator):
         elif self.init_params == "random_from_data":
             resp[random_state.choice(n, size=K, replace=False), np.arange(K)] = 1
         else:
-            _, indices = kmeans_plusplus(X, K, random_state=random_state)
+            _, indices = kmeans_plusplus(X, K, random_state=random_state, sample_weight=sample_weight)
             resp[indices, np.arange(K)] = 1
         return resp
 
@@ -503,7 +515,7 @@ class GaussianMixture(MixclustEstimator):
         """True when weights, means and precisions are all given: the data play no part in the start."""
         return all(p is not None for p in (self.weights_init, self.means_init, self.precisions_init))
 
-    def _initial_parameters(self, X_np, shift, random_state, triu):
+    def _initial_parameters(self, X_np, shift, random_state, triu, sample_weight=None):
         """Weights, means and precision Cholesky factors to start EM from (centred coordinates, float64).
 
         The M-step of the initial responsibilities, over *all* rows, streamed in float64
@@ -516,13 +528,18 @@ class GaussianMixture(MixclustEstimator):
             weights = as_t(self.weights_init)
             means, covariances = as_t(self.means_init) - shift, None
         else:
-            resp = torch.as_tensor(self._initial_responsibilities(X_np, random_state), device=device)
+            resp = self._initial_responsibilities(X_np, random_state, sample_weight)
+            row_weights = None if sample_weight is None else torch.as_tensor(sample_weight, device=device)
+            if row_weights is not None:
+                resp = resp * sample_weight[:, None]
+            resp = torch.as_tensor(resp, device=device)
             stats, total = 0.0, 0.0
             rows = _Rows(X_np, shift, torch.float64, stream=True)
             for start, X64 in rows.chunks(self._row_chunk(d, torch.float64)):
                 F = _features(X64, self.covariance_type)
                 stats = stats + resp[start:start + F.shape[0]].T @ F
-                total = total + F.sum(dim=0)
+                total = total + (F.sum(dim=0) if row_weights is None
+                                 else row_weights[start:start + F.shape[0]] @ F)
             n_quad = _n_quadratic(d, self.covariance_type)
             weights, means, covariances = _m_step(stats, d, self.covariance_type, self.reg_covar, triu,
                                                   total_quad=total[:n_quad])
@@ -550,7 +567,7 @@ class GaussianMixture(MixclustEstimator):
         as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=shift.device)  # noqa: E731
         return as_t(self.weights_), as_t(self.means_) - shift, as_t(self.precisions_cholesky_)
 
-    def _agreed_initial_parameters(self, X_np, shift, random_state, triu):
+    def _agreed_initial_parameters(self, X_np, shift, random_state, triu, sample_weight=None):
         """The initial parameters, computed on rank 0 from all the data and broadcast to every rank.
 
         Every rank then starts EM from exactly the parameters a single process would
@@ -559,11 +576,11 @@ class GaussianMixture(MixclustEstimator):
         covariance) is raised on every rank instead of leaving the others waiting.
         """
         if not distributed.is_distributed():
-            return self._initial_parameters(X_np, shift, random_state, triu)
+            return self._initial_parameters(X_np, shift, random_state, triu, sample_weight)
         params, error = None, None
         if distributed.is_main_process():
             try:
-                params = self._initial_parameters(X_np, shift, random_state, triu)
+                params = self._initial_parameters(X_np, shift, random_state, triu, sample_weight)
             except ValueError as exc:
                 error = exc
         if not distributed.agree(error is None):
@@ -576,16 +593,20 @@ class GaussianMixture(MixclustEstimator):
         return tuple(distributed.broadcast(p.contiguous()) for p in params)
 
     # -- fit ------------------------------------------------------------------------------------
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, sample_weight=None):
         """Estimate the parameters with EM (``n_init`` initialisations, the best kept).
+
+        ``sample_weight`` (n,), non-negative: each row counts with its weight in the E-step statistics, the
+        log-likelihood and the K-means / k-means++ start, so an integer weight equals repeating the row
+        (scikit-learn's GaussianMixture has none).
 
         ``X`` may be memory-mapped (``np.load(path, mmap_mode="r")``): it is then read
         in row chunks on every EM pass and never copied whole (see ``fit_predict``).
         """
-        self.fit_predict(X, y)
+        self.fit_predict(X, y, sample_weight=sample_weight)
         return self
 
-    def fit_predict(self, X, y=None):
+    def fit_predict(self, X, y=None, sample_weight=None):
         """Fit and return the component of each training sample.
 
         **Out of core.** A memory-mapped ``X`` is streamed: its column mean, the
@@ -610,6 +631,10 @@ class GaussianMixture(MixclustEstimator):
         X_np = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         n_samples, n_features = X_np.shape
         self._check_parameters(n_samples, n_features)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X_np, dtype=np.float64, ensure_non_negative=True)
+            if not sample_weight.sum() > 0:
+                raise ValueError("sample_weight sums to 0: at least one row must have a positive weight")
         device, dtype = self._setup()
         if streamed:
             shift = torch.as_tensor(_column_mean(X_np, self._row_chunk(n_features, torch.float64)), device=device)
@@ -620,13 +645,17 @@ class GaussianMixture(MixclustEstimator):
         random_state = check_random_state(self.random_state)
         rows = distributed.shard(n_samples)
         features = self._feature_chunks(_Rows(X_np, shift, dtype, rows, stream=streamed), cache=True)
+        row_weights = None if sample_weight is None else \
+            torch.as_tensor(sample_weight[rows.start:rows.stop], device=device)
+        norm = float(n_samples if sample_weight is None else sample_weight.sum())
 
         best = None
         warm = self._warm_parameters(n_features, shift)
         for init in range(1 if warm is not None else self.n_init):
-            params = warm if warm is not None else self._agreed_initial_parameters(X_np, shift, random_state, triu)
+            params = warm if warm is not None else \
+                self._agreed_initial_parameters(X_np, shift, random_state, triu, sample_weight)
             try:
-                result = self._em(features, n_samples, params, triu, init)
+                result = self._em(features, norm, params, triu, init, row_weights)
             except ValueError as error:
                 if dtype == torch.float32 and str(error) == _ILL_DEFINED:
                     raise ValueError(_ILL_DEFINED + _FLOAT32_HINT) from error
@@ -654,7 +683,7 @@ class GaussianMixture(MixclustEstimator):
     def _labels(self, W, features: _FeatureChunks, rows: range, n_samples: int) -> np.ndarray:
         """Most probable component of every row; across processes each rank labels its shard and
         the shards are summed into one zero-initialised vector, so every rank gets all labels."""
-        parts = [w.argmax(dim=0) for _, w in self._chunks(None, W, features)]
+        parts = [w.argmax(dim=0) for _, _, w in self._chunks(None, W, features)]
         local = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.int64, device=W.device)
         if not distributed.is_distributed():
             return local.cpu().numpy()
@@ -662,22 +691,23 @@ class GaussianMixture(MixclustEstimator):
         labels[rows.start:rows.stop] = local
         return distributed.all_reduce_sum(labels).cpu().numpy()
 
-    def _em(self, features, n_samples: int, params, triu, init: int) -> dict:
-        """EM from ``params``; each pass does the E-step and gathers the next M-step's statistics."""
+    def _em(self, features, norm: float, params, triu, init: int, row_weights=None) -> dict:
+        """EM from ``params``; each pass does the E-step and gathers the next M-step's statistics (``norm``:
+        the number of rows, or their total weight)."""
         weights, means, precisions_cholesky = params
         n_features = means.shape[1]
         W = _natural_parameters(weights, means, precisions_cholesky, self.covariance_type, triu)
-        log_lik, stats = self._e_pass(W, features, n_samples)
+        log_lik, stats = self._e_pass(W, features, norm, row_weights)
         history, converged, collapsed = [], False, set()
         bar = progress(range(self.max_iter), enabled=self.verbose > 0 and distributed.is_main_process(),
                        desc=f"EM init {init + 1}/{self.n_init}", unit="it")
         for _ in bar:
             weights, means, covariances = _m_step(stats, n_features, self.covariance_type, self.reg_covar, triu)
             precisions_cholesky = _compute_precision_cholesky(covariances, self.covariance_type)
-            collapsed.update((weights * n_samples < 1.0).nonzero().flatten().tolist())
+            collapsed.update((weights * norm < 1.0).nonzero().flatten().tolist())
             W = _natural_parameters(weights, means, precisions_cholesky, self.covariance_type, triu)
             previous = log_lik
-            log_lik, stats = self._e_pass(W, features, n_samples)
+            log_lik, stats = self._e_pass(W, features, norm, row_weights)
             history.append(log_lik)
             bar.set_postfix(loglik=f"{log_lik:.6f}", refresh=False)
             if abs(log_lik - previous) < self.tol:
@@ -714,7 +744,7 @@ class GaussianMixture(MixclustEstimator):
         W = _natural_parameters(as_t(self.weights_), as_t(self.means_) - shift,
                                 as_t(self.precisions_cholesky_), self.covariance_type, triu)
         X_t = (as_t(X_np) - shift).to(dtype)
-        return torch.cat([w.to(torch.float64) for _, w in self._chunks(X_t, W)], dim=1).T
+        return torch.cat([w.to(torch.float64) for _, _, w in self._chunks(X_t, W)], dim=1).T
 
     def score_samples(self, X):
         """Log-density log p(x) of each sample, shape (n,)."""
