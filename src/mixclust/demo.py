@@ -37,13 +37,16 @@ def run(out_dir="runs/demo", random_state: int = 0, data: str = "digits") -> Pat
     baseline = KMeans(n_clusters, n_init=10, random_state=random_state).fit_predict(flat)
     results["k-means (scikit-learn)"] = (baseline, None, time.perf_counter() - start)
     for name, cls in sorted((n, c) for n, c in MODELS.items() if c._clusterer):
-        model = cls(**{cls._n_clusters_param: n_clusters, "random_state": random_state, "verbose": 0})
+        # A model that chooses K (gmm-ic) gets its own candidates, not the answer.
+        given = {} if getattr(cls, "_chooses_k", False) else {cls._n_clusters_param: n_clusters}
+        model = cls(**given, random_state=random_state, verbose=0)
         inputs = prepare_input(model, X)
         start = time.perf_counter()
         model.fit(inputs)
         seconds = time.perf_counter() - start
         proba = model.predict_proba(inputs)
-        results[f"{name} ({cls.__name__})"] = (proba.argmax(axis=1), proba, seconds)
+        chosen = f", chose K = {model.n_components_}" if hasattr(model, "n_components_") else ""
+        results[f"{name} ({cls.__name__}{chosen})"] = (proba.argmax(axis=1), proba, seconds)
         print(f"  {name}: {seconds:.1f} s")
 
     rows = []
