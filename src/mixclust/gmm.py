@@ -185,6 +185,15 @@ def _m_step(stats: torch.Tensor, n_features: int, covariance_type: str, reg_cova
     return nk / nk.sum(), means, covariances
 
 
+#: Exponent alpha of the stepwise-EM step size eta_t = (t + 1)^(-alpha) (Cappé & Moulines 2009: alpha in (0.5, 1]).
+STEPWISE_ALPHA = 0.6
+
+
+def stepwise_rate(step: int, alpha: float = STEPWISE_ALPHA) -> float:
+    """Step size of the ``step``-th stepwise-EM update (1-based): :math:`\eta_t = (t + 1)^{-\alpha}`."""
+    return float((step + 1) ** -alpha)
+
+
 def _compute_precision_cholesky(covariances: torch.Tensor, covariance_type: str) -> torch.Tensor:
     """Cholesky factors L of the precisions (P = L L^T); ValueError if a covariance is not positive definite."""
     if covariance_type in ("full", "tied"):
@@ -628,6 +637,7 @@ class GaussianMixture(MixclustEstimator):
         log-likelihood in float64), and the full ``labels_``.
         """
         streamed = isinstance(X, np.memmap)
+        vars(self).pop("stepwise_state_", None)  # a later partial_fit starts a new stream
         X_np = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
         n_samples, n_features = X_np.shape
         self._check_parameters(n_samples, n_features)
@@ -679,6 +689,62 @@ class GaussianMixture(MixclustEstimator):
         # Labels of the final parameters, in one more E-step (argmax in every EM pass cost ~15%).
         self.labels_ = self._labels(best["W"], features, rows, n_samples)
         return self.labels_
+
+    # -- online (stepwise) EM ---------------------------------------------------------------------
+    def partial_fit(self, X, y=None):
+        r"""One step of stepwise EM (Cappé & Moulines 2009) on a chunk of rows, for streams and data beyond memory.
+
+        The first call initialises from its chunk with ``init_params`` (or the given ``*_init``), exactly as
+        :meth:`fit` starts, and takes its first step. Every call then runs the E-step of the chunk under the
+        current parameters, giving its per-sample sufficient statistics :math:`\hat s_t`, blends them into the
+        running ones and runs the M-step:
+
+        .. math::
+            s_t = (1 - \eta_t)\, s_{t-1} + \eta_t\, \hat s_t, \qquad \eta_t = (t + 1)^{-\alpha},
+            \quad \alpha = 0.6,
+
+        with :math:`t = 1` for the first chunk (:math:`\eta_1 = 2^{-0.6}`, the first statistics taken whole
+        as :math:`s_0 = \hat s_1`). Since :math:`\sum_t \eta_t = \infty` and :math:`\sum_t \eta_t^2 < \infty`
+        for :math:`\alpha \in (0.5, 1]`, the running statistics converge to a fixed point of batch EM
+        (Cappé & Moulines' conditions). ``lower_bound_`` is the chunk's mean log-likelihood *before* its step
+        (held-out for a new chunk), ``n_partial_steps_`` the number of steps; ``stepwise_state_`` (saved
+        with the model) holds the running statistics, so a loaded model continues the stream. Under ``torch.distributed``
+        every rank passes its own chunk; the statistics are all-reduced, so the ranks take one step on the union
+        of their chunks and stay identical.
+        """
+        first = not hasattr(self, "stepwise_state_")
+        X_np = validate_data(self, X, dtype=[np.float64, np.float32], reset=first,
+                             ensure_min_samples=self.n_components if first else 1).astype(np.float64)
+        n_chunk, d = X_np.shape
+        device, dtype = self._setup()
+        triu = torch.triu_indices(d, d, device=device)
+        if first:
+            self._check_parameters(n_chunk, d)
+            # the coordinates of the running statistics: the (global) mean of the first chunk
+            sums = distributed.all_reduce_sum(torch.as_tensor(np.append(X_np.sum(axis=0), n_chunk), device=device))
+            shift = sums[:-1] / sums[-1]
+            params = self._agreed_initial_parameters(X_np, shift, check_random_state(self.random_state), triu)
+        else:
+            shift = torch.as_tensor(self.stepwise_state_["shift"], device=device)
+            params = (torch.as_tensor(self.weights_, device=device),
+                      torch.as_tensor(self.means_, device=device) - shift,
+                      torch.as_tensor(self.precisions_cholesky_, device=device))
+        W = _natural_parameters(*params, self.covariance_type, triu)
+        features = self._feature_chunks(_Rows(X_np, shift, dtype))
+        total = float(distributed.all_reduce_sum(torch.tensor([float(n_chunk)], dtype=torch.float64)).item())
+        log_lik, stats = self._e_pass(W, features, total)
+        chunk_stats = stats / total
+        step = 1 if first else self.stepwise_state_["steps"] + 1
+        rate = stepwise_rate(step)
+        running = chunk_stats if first else \
+            (1 - rate) * torch.as_tensor(self.stepwise_state_["stats"], device=device) + rate * chunk_stats
+        weights, means, covariances = _m_step(running, d, self.covariance_type, self.reg_covar, triu)
+        self._set_fitted(weights, means, _compute_precision_cholesky(covariances, self.covariance_type), shift)
+        self.stepwise_state_ = {"stats": running.cpu().numpy(), "shift": shift.cpu().numpy(), "steps": step}
+        self.n_partial_steps_ = step
+        self.lower_bound_ = log_lik
+        self.converged_, self.n_iter_ = False, step
+        return self
 
     def _labels(self, W, features: _FeatureChunks, rows: range, n_samples: int) -> np.ndarray:
         """Most probable component of every row; across processes each rank labels its shard and
