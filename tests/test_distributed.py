@@ -59,6 +59,16 @@ def gmm_result(model) -> dict:
             "history": np.asarray(model.log_likelihood_history_), "labels": model.labels_}
 
 
+def partial_stream(X, rank: int = 0, world: int = 1):
+    """Stepwise EM over three chunks of X; with ``world`` ranks each passes its part of every chunk. A given
+    start, so the start does not depend on which rows rank 0 holds."""
+    start = dict(weights_init=np.full(3, 1 / 3), means_init=X[:3], precisions_init=np.stack([np.eye(X.shape[1])] * 3))
+    model = mixclust.GaussianMixture(3, covariance_type="full", device="cpu", **start)
+    for chunk in np.array_split(X, 3):
+        model.partial_fit(np.array_split(chunk, world)[rank])
+    return model
+
+
 def ae_data(n: int = 100) -> np.ndarray:
     return np.random.default_rng(5).random((n, 6)).astype(np.float32)
 
@@ -185,6 +195,12 @@ def test_distributed_em_equals_single_process(tmp_path):
     from sklearn.metrics import adjusted_rand_score
 
     assert adjusted_rand_score(mapped["labels"], single["labels"]) == 1.0
+    # Online EM: the ranks pass their parts of each chunk and take one step on the union, as one process would.
+    online = partial_stream(X)
+    for r in range(WORLD):
+        result = np.load(tmp_path / f"gmm-online-{r}.npz")
+        for key in ("weights", "means", "covariances"):
+            np.testing.assert_allclose(result[key], getattr(online, f"{key}_"), rtol=1e-9, atol=1e-11, err_msg=key)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -378,6 +394,9 @@ def _worker(task: str, out: str, *args: str) -> None:
             np.savez(out / f"gmm-{covariance_type}-{r}.npz", **gmm_result(gmm_fit(X, covariance_type, init_params)))
         mapped = np.load(out / "X.npy", mmap_mode="r")
         np.savez(out / f"gmm-memmap-{r}.npz", **gmm_result(gmm_fit(mapped, "full", "kmeans")))
+        online = partial_stream(X, r, WORLD)
+        np.savez(out / f"gmm-online-{r}.npz", weights=online.weights_, means=online.means_,
+                 covariances=online.covariances_)
     elif task == "ae":
         checkpoint_dir = args[0] if args else None
         model = mixclust.AutoEncoder(checkpoint_dir=checkpoint_dir, **AE_PARAMS).fit(ae_data())
