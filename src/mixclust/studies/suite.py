@@ -342,6 +342,11 @@ def write_report(rows: list[dict], out_dir: Path, command: str) -> Path:
                 "MLP on images (`arch=\"auto\"`) computes exactly its fit on the flattened pixels "
                 "(tests/test_suite.py), so that run is reused; MoA's router is convolutional on images, so MoA runs "
                 "both.")
+    done = {(r["set"], r["model"]) for r in rows}
+    missing = [f"{s.name}: " + ", ".join(m for m in (*BASELINES, *clusterers()) if (s.name, m) not in done)
+               for s in SETS.values() if any((s.name, m) not in done for m in (*BASELINES, *clusterers()))]
+    if missing:
+        report.text("**Not run yet** (the suite resumes from its cache): " + "; ".join(missing) + ".")
     image_table = nmi_table(rows)
     if image_table:
         report.section("Summary: NMI on the image sets (seed 0)")
