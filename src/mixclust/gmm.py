@@ -190,7 +190,7 @@ STEPWISE_ALPHA = 0.6
 
 
 def stepwise_rate(step: int, alpha: float = STEPWISE_ALPHA) -> float:
-    """Step size of the ``step``-th stepwise-EM update (1-based): :math:`\eta_t = (t + 1)^{-\alpha}`."""
+    """Step size of the ``step``-th stepwise-EM update (1-based): :math:`\\eta_t = (t + 1)^{-\alpha}`."""
     return float((step + 1) ** -alpha)
 
 
