@@ -190,7 +190,7 @@ STEPWISE_ALPHA = 0.6
 
 
 def stepwise_rate(step: int, alpha: float = STEPWISE_ALPHA) -> float:
-    """Step size of the ``step``-th stepwise-EM update (1-based): :math:`\\eta_t = (t + 1)^{-\alpha}`."""
+    r"""Step size of the ``step``-th stepwise-EM update (1-based): :math:`\eta_t = (t + 1)^{-\alpha}`."""
     return float((step + 1) ** -alpha)
 
 
@@ -708,9 +708,9 @@ class GaussianMixture(MixclustEstimator):
         for :math:`\alpha \in (0.5, 1]`, the running statistics converge to a fixed point of batch EM
         (Cappé & Moulines' conditions). ``lower_bound_`` is the chunk's mean log-likelihood *before* its step
         (held-out for a new chunk), ``n_partial_steps_`` the number of steps; ``stepwise_state_`` (saved
-        with the model) holds the running statistics, so a loaded model continues the stream. Under ``torch.distributed``
-        every rank passes its own chunk; the statistics are all-reduced, so the ranks take one step on the union
-        of their chunks and stay identical.
+        with the model) holds the running statistics, so a loaded model continues the stream. Under
+        ``torch.distributed`` every rank passes its own chunk; the statistics are all-reduced, so the ranks take
+        one step on the union of their chunks and stay identical.
         """
         first = not hasattr(self, "stepwise_state_")
         X_np = validate_data(self, X, dtype=[np.float64, np.float32], reset=first,
