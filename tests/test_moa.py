@@ -115,11 +115,13 @@ def test_balance_penalty_is_kl_to_uniform_between_zero_and_log_m(M, seed):
 
 
 def test_balance_term_keeps_the_routing_spread():
-    """Everything near one point: competitive routing drifts to few experts unless the balance term holds it."""
+    """Everything near one point: competitive routing drifts to few experts unless the balance term holds it.
+    Without ``specialise`` (identical experts at the start), the regime where the drift shows; the specialised
+    start alone already kept this one from drifting (0.5 of the samples in the largest cluster)."""
     X = np.random.default_rng(3).normal(0.5, 0.05, size=(96, 6)).astype(np.float32)
     largest, penalty = {}, {}
     for balance in (0.0, 5.0):
-        model = MoA(4, balance=balance, **{**TINY, "epochs": 15}, random_state=0).fit(X)
+        model = MoA(4, balance=balance, specialise=False, **{**TINY, "epochs": 15}, random_state=0).fit(X)
         largest[balance] = np.bincount(model.predict(X)).max() / len(X)
         penalty[balance] = float(balance_penalty(torch.as_tensor(model.predict_proba(X).mean(0))))
     assert "balance_penalty" in model.history_[-1]
@@ -176,8 +178,10 @@ def test_auto_competitive_scale_is_the_data_range_so_rescaled_features_cluster_a
         scores[factor, scale] = metrics.evaluate(y, model.labels_)["nmi"]
     assert model.competitive_scale_ == 1.0
     assert MoA(3, **{**params, "epochs": 0}).fit(X * 30).competitive_scale_ == pytest.approx(np.ptp(X * 30), rel=1e-5)
-    # measured: 0.976 and 0.973 with the data's range as s, 0.264 with s = 1 on the data times 30
-    assert min(scores[1.0, "auto"], scores[30.0, "auto"]) > 0.9 > 0.5 > scores[30.0, 1.0]
+    # measured before specialise=True: 0.976 and 0.973 with the data's range as s, 0.264 with s = 1 on the data
+    # times 30; with it, s = 1 reaches 0.542, still far below
+    assert min(scores[1.0, "auto"], scores[30.0, "auto"]) > 0.9
+    assert scores[30.0, 1.0] < min(scores[1.0, "auto"], scores[30.0, "auto"]) - 0.3
     images = np.random.default_rng(0).random((40, 1, 8, 8)).astype(np.float32)
     images[0, 0, 0, 0], images[1, 0, 0, 0] = 0.0, 1.0
     model = MoA(2, **{**TINY, "epochs": 0}, random_state=0).fit(images)
