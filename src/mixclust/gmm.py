@@ -642,9 +642,8 @@ class GaussianMixture(MixclustEstimator):
         n_samples, n_features = X_np.shape
         self._check_parameters(n_samples, n_features)
         if sample_weight is not None:
+            # scikit-learn's check: shape, finite, non-negative, not all zero
             sample_weight = _check_sample_weight(sample_weight, X_np, dtype=np.float64, ensure_non_negative=True)
-            if not sample_weight.sum() > 0:
-                raise ValueError("sample_weight sums to 0: at least one row must have a positive weight")
         device, dtype = self._setup()
         if streamed:
             shift = torch.as_tensor(_column_mean(X_np, self._row_chunk(n_features, torch.float64)), device=device)
