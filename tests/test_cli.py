@@ -217,7 +217,8 @@ def test_fit_writes_a_report_with_figures_and_no_report_skips_it(tmp_path, capsy
 
 
 def test_entropy_is_per_sample_and_fast_fits_get_a_pca_map():
-    from mixclust.fit_report import entropies, map_method
+    from mixclust.fit_report import map_method
+    from mixclust.metrics import entropies
 
     proba = np.array([[1.0, 0.0], [0.5, 0.5]])
     np.testing.assert_allclose(entropies(proba), [0.0, np.log(2)])

@@ -68,12 +68,16 @@ def fit_scaling(X: np.ndarray, how: str) -> dict | None:
     "standard" is (x - mean) / std, "minmax" (x - min) / (max - min); a constant feature is only shifted."""
     if how == "none":
         return None
+    from sklearn.preprocessing import MinMaxScaler, StandardScaler
+
     flat = X.reshape(len(X), -1).astype(np.float64)
+    # scikit-learn's scalers (a constant feature gets divisor 1); kept as plain numbers for scaling.json
     if how == "standard":
-        offset, divisor = flat.mean(axis=0), flat.std(axis=0)
+        scaler = StandardScaler().fit(flat)
+        offset, divisor = scaler.mean_, scaler.scale_
     else:
-        offset, divisor = flat.min(axis=0), np.ptp(flat, axis=0)
-    divisor = np.where(divisor > 0, divisor, 1.0)
+        scaler = MinMaxScaler().fit(flat)
+        offset, divisor = scaler.data_min_, 1.0 / scaler.scale_
     return {"how": how, "offset": offset.tolist(), "divisor": divisor.tolist()}
 
 
@@ -112,11 +116,12 @@ def _load_labels(path, n: int):
     return y
 
 
-def fitted_metrics(model, X, y=None) -> dict:
-    """Every metric of ``metrics.evaluate`` for a fitted model on X (external ones when y is given)."""
+def fitted_metrics(model, X, y=None, proba=None) -> dict:
+    """Every metric of ``metrics.evaluate`` for a fitted model on X (external ones when y is given);
+    ``proba``: the model's ``predict_proba(X)`` when the caller already has it."""
     from . import metrics
 
-    proba = model.predict_proba(X)
+    proba = model.predict_proba(X) if proba is None else proba
     features = X if X.ndim == 2 else X.reshape(len(X), -1)
     return metrics.evaluate(y_true=y, y_pred=proba.argmax(axis=1), proba=proba, X=features)
 
@@ -182,9 +187,10 @@ def _write_fit_output(args, model, X, y, params: dict, seconds: float, world: in
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    proba = model.predict_proba(X)  # one inference pass for the metrics and the report
     result = {"model": getattr(model, "_registry_name", args.model), "data": str(args.data),
               "n_samples": int(len(X)), "params": {k: v for k, v in params.items()}, "fit_seconds": seconds,
-              "metrics": fitted_metrics(model, X, y)}
+              "metrics": fitted_metrics(model, X, y, proba)}
     if hasattr(model, "n_components_"):  # gmm-ic: the number of components it chose
         result["n_clusters_chosen"] = int(model.n_components_)
         result["covariance_type_chosen"] = model.covariance_type_
@@ -197,7 +203,7 @@ def _write_fit_output(args, model, X, y, params: dict, seconds: float, world: in
         from .fit_report import write_fit_report
 
         command = "mixclust " + " ".join(sys.argv[1:]) if len(sys.argv) > 1 else "mixclust fit ..."
-        write_fit_report(out, args.model, X if loaded is None else loaded, model.predict_proba(X), y,
+        write_fit_report(out, args.model, X if loaded is None else loaded, proba, y,
                          result["metrics"], seconds, str(args.data),
                          int(args.random_state), command=command, criterion=getattr(model, "criterion_", None))
     ranks = "" if world == 1 else f" on {world} processes"

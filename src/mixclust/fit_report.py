@@ -40,13 +40,6 @@ MEMBERS_SHOWN = 6
 MEMBERS_CLUSTERS = 20
 
 
-def entropies(proba: np.ndarray) -> np.ndarray:
-    """Per-sample entropy (nats) of soft assignments (n, K)."""
-    proba = np.asarray(proba, dtype=np.float64)
-    safe = np.where(proba > 0, proba, 1.0)
-    return -(proba * np.log(safe)).sum(axis=1)
-
-
 def _subset(n: int, size: int, seed: int) -> np.ndarray:
     if n <= size:
         return np.arange(n)
@@ -159,7 +152,7 @@ def write_fit_report(out_dir, model_name: str, X: np.ndarray, proba: np.ndarray,
     ax.legend(fontsize=8)
     report.figure(fig, "sizes.png", "cluster sizes (dashed: equal sizes)")
 
-    entropy = entropies(proba)
+    entropy = metrics.entropies(proba)
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.hist(entropy, bins=40, range=(0, max(np.log(K), 1e-6)), color="tab:orange")
     ax.set_xlabel("entropy of the soft assignment (nats; ln K at the right edge)")
@@ -191,7 +184,7 @@ def write_fit_report(out_dir, model_name: str, X: np.ndarray, proba: np.ndarray,
         ax.set_ylabel("fraction correct")
         ax.legend(fontsize=7, loc="upper left")
         report.figure(fig, "reliability.png", f"reliability diagram: expected calibration error "
-                                              f"{metrics.expected_calibration_error(y, proba):.3f} (15 bins)")
+                                              f"{metrics.ece_from_bins(bins):.3f} (15 bins)")
         table = metrics.confusion_table(y, labels)
         fig, ax = plt.subplots(figsize=(max(4, 0.4 * len(table["clusters"]) + 1.5),
                                         max(3, 0.35 * len(table["labels"]) + 1)))
@@ -204,4 +197,4 @@ def write_fit_report(out_dir, model_name: str, X: np.ndarray, proba: np.ndarray,
     return report.write("report.md")
 
 
-__all__ = ["write_fit_report", "entropies", "map_method", "MAP_POINTS"]
+__all__ = ["write_fit_report", "map_method", "MAP_POINTS"]

@@ -208,6 +208,12 @@ def _compute_precision_cholesky(covariances: torch.Tensor, covariance_type: str)
     return covariances.rsqrt()
 
 
+def _precision_shape(covariance_type: str, n_components: int, n_features: int) -> tuple:
+    """Shape of ``precisions_`` / ``precisions_cholesky_`` (and of ``precisions_init``) for a covariance type."""
+    K, d = n_components, n_features
+    return {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[covariance_type]
+
+
 def _n_parameters(n_components: int, n_features: int, covariance_type: str) -> int:
     """Free parameters of the model (for BIC/AIC)."""
     cov = {"full": n_components * n_features * (n_features + 1) / 2,
@@ -417,8 +423,7 @@ class GaussianMixture(MixclustEstimator):
                 raise ValueError("The parameter 'means' should be finite (means_init holds NaN or infinity)")
         if self.precisions_init is not None:
             p = np.asarray(self.precisions_init, dtype=np.float64)
-            shape = {"full": (K, n_features, n_features), "tied": (n_features, n_features),
-                     "diag": (K, n_features), "spherical": (K,)}[self.covariance_type]
+            shape = _precision_shape(self.covariance_type, K, n_features)
             if p.shape != shape:
                 raise ValueError(f"The parameter '{self.covariance_type} precision' should have the shape of "
                                  f"{shape}, but got {p.shape}")
@@ -569,10 +574,14 @@ class GaussianMixture(MixclustEstimator):
         factors, or None when there is no compatible previous fit (every rank holds the same fitted values)."""
         if not (self.warm_start and hasattr(self, "means_")):
             return None
-        K, d = self.n_components, n_features
-        shape = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[self.covariance_type]
-        if self.means_.shape != (K, d) or self.precisions_cholesky_.shape != shape:
+        shape = _precision_shape(self.covariance_type, self.n_components, n_features)
+        if self.means_.shape != (self.n_components, n_features) or self.precisions_cholesky_.shape != shape:
             return None
+        return self._fitted_parameters(shift)
+
+    def _fitted_parameters(self, shift: torch.Tensor):
+        """The fitted weights, means centred on ``shift`` and precision Cholesky factors, as float64 tensors on
+        ``shift``'s device (the parameters EM, a warm start, a stepwise step and prediction work from)."""
         as_t = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float64), device=shift.device)  # noqa: E731
         return as_t(self.weights_), as_t(self.means_) - shift, as_t(self.precisions_cholesky_)
 
@@ -596,9 +605,8 @@ class GaussianMixture(MixclustEstimator):
             raise error or ValueError("the initialisation failed on rank 0 (see its error)")
         if params is None:
             K, d = self.n_components, X_np.shape[1]
-            shape = {"full": (K, d, d), "tied": (d, d), "diag": (K, d), "spherical": (K,)}[self.covariance_type]
             params = tuple(torch.empty(s, dtype=torch.float64, device=shift.device)
-                           for s in ((K,), (K, d), shape))
+                           for s in ((K,), (K, d), _precision_shape(self.covariance_type, K, d)))
         return tuple(distributed.broadcast(p.contiguous()) for p in params)
 
     # -- fit ------------------------------------------------------------------------------------
@@ -725,12 +733,11 @@ class GaussianMixture(MixclustEstimator):
             params = self._agreed_initial_parameters(X_np, shift, check_random_state(self.random_state), triu)
         else:
             shift = torch.as_tensor(self.stepwise_state_["shift"], device=device)
-            params = (torch.as_tensor(self.weights_, device=device),
-                      torch.as_tensor(self.means_, device=device) - shift,
-                      torch.as_tensor(self.precisions_cholesky_, device=device))
+            params = self._fitted_parameters(shift)
         W = _natural_parameters(*params, self.covariance_type, triu)
         features = self._feature_chunks(_Rows(X_np, shift, dtype))
-        total = float(distributed.all_reduce_sum(torch.tensor([float(n_chunk)], dtype=torch.float64)).item())
+        total = float(distributed.all_reduce_sum(torch.tensor([float(n_chunk)], dtype=torch.float64,
+                                                              device=device)).item())
         log_lik, stats = self._e_pass(W, features, total)
         chunk_stats = stats / total
         step = 1 if first else self.stepwise_state_["steps"] + 1
@@ -804,11 +811,9 @@ class GaussianMixture(MixclustEstimator):
         device, dtype = self._setup()
         # Centre on the mixture mean (the data mean at an EM fixed point), as during fit.
         shift = torch.as_tensor(self.weights_ @ self.means_, device=device)
-        as_t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
         triu = torch.triu_indices(X_np.shape[1], X_np.shape[1], device=device)
-        W = _natural_parameters(as_t(self.weights_), as_t(self.means_) - shift,
-                                as_t(self.precisions_cholesky_), self.covariance_type, triu)
-        X_t = (as_t(X_np) - shift).to(dtype)
+        W = _natural_parameters(*self._fitted_parameters(shift), self.covariance_type, triu)
+        X_t = (torch.as_tensor(X_np, device=device) - shift).to(dtype)
         return torch.cat([w.to(torch.float64) for _, _, w in self._chunks(X_t, W)], dim=1).T
 
     def score_samples(self, X):

@@ -91,6 +91,13 @@ def confusion_table(y_true, y_pred) -> dict:
     return {"labels": classes.tolist(), "clusters": clusters.tolist(), "percent": percent, "counts": table}
 
 
+def entropies(proba) -> np.ndarray:
+    r"""Per-sample entropy (nats) of soft assignments (n, K): :math:`H_i = -\sum_k \gamma_{ik} \ln \gamma_{ik}`
+    (0 = certain, :math:`\ln K` = uniform; :math:`0 \ln 0 = 0`)."""
+    proba = np.asarray(proba, dtype=np.float64)
+    return -(proba * np.log(np.where(proba > 0, proba, 1.0))).sum(axis=1)
+
+
 def soft_assignment_metrics(proba) -> dict:
     """Mean entropy (nats), mean confidence (max probability), hard cluster sizes and balance."""
     proba = np.asarray(proba, dtype=np.float64)
@@ -100,7 +107,7 @@ def soft_assignment_metrics(proba) -> dict:
         raise ValueError("proba contains NaN or infinite values")
     if (proba < 0).any() or not np.allclose(proba.sum(axis=1), 1.0, atol=1e-4):
         raise ValueError("proba must hold probabilities: non-negative rows that sum to 1")
-    entropy = -np.sum(np.where(proba > 0, proba * np.log(np.where(proba > 0, proba, 1.0)), 0.0), axis=1)
+    entropy = entropies(proba)
     sizes = np.bincount(proba.argmax(axis=1), minlength=proba.shape[1])
     return {
         "mean_entropy": float(entropy.mean()),
@@ -195,9 +202,7 @@ def calibration_bins(y_true, proba, n_bins: int = ECE_BINS) -> dict:
     reliability diagram.
     """
     proba = np.asarray(proba, dtype=np.float64)
-    y_pred = proba.argmax(axis=1)
-    mapping = cluster_label_mapping(y_true, y_pred)
-    correct = np.array([mapping[c] for c in y_pred.tolist()]) == np.asarray(y_true)
+    correct = match_clusters(y_true, proba.argmax(axis=1)) == np.asarray(y_true)
     confidence = proba.max(axis=1)
     bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
     count = np.bincount(bins, minlength=n_bins)
@@ -215,7 +220,11 @@ def expected_calibration_error(y_true, proba, n_bins: int = ECE_BINS) -> float:
 
     0 for perfectly calibrated probabilities, at most 1.
     """
-    bins = calibration_bins(y_true, proba, n_bins)
+    return ece_from_bins(calibration_bins(y_true, proba, n_bins))
+
+
+def ece_from_bins(bins: dict) -> float:
+    """:func:`expected_calibration_error` of bins already computed by :func:`calibration_bins`."""
     used = bins["count"] > 0
     weights = bins["count"][used] / bins["count"].sum()
     return float((weights * np.abs(bins["accuracy"][used] - bins["confidence"][used])).sum())

@@ -14,6 +14,7 @@ Labels are only used to score.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from dataclasses import dataclass
@@ -307,8 +308,6 @@ def _figure(rows, report) -> None:
 
 def _evidence(report, folder: Path) -> None:
     """The probes behind the deep models' defaults (one JSON line per run in ``folder/*.jsonl``), as tables."""
-    import json
-
     probes = folder / "vade_init_probes.jsonl"
     if not probes.exists():
         return
@@ -343,8 +342,12 @@ def write_report(rows: list[dict], out_dir: Path, command: str) -> Path:
                 "(tests/test_suite.py), so that run is reused; MoA's router is convolutional on images, so MoA runs "
                 "both.")
     done = {(r["set"], r["model"]) for r in rows}
-    missing = [f"{s.name}: " + ", ".join(m for m in (*BASELINES, *clusterers()) if (s.name, m) not in done)
-               for s in SETS.values() if any((s.name, m) not in done for m in (*BASELINES, *clusterers()))]
+    models = (*BASELINES, *clusterers())
+    missing = []
+    for suite_set in SETS.values():
+        absent = [m for m in models if (suite_set.name, m) not in done]
+        if absent:
+            missing.append(f"{suite_set.name}: {', '.join(absent)}")
     if missing:
         report.text("**Not run yet** (the suite resumes from its cache): " + "; ".join(missing) + ".")
     image_table = nmi_table(rows)
@@ -364,8 +367,6 @@ def write_report(rows: list[dict], out_dir: Path, command: str) -> Path:
         _figure(rows, report)
     mnist = Path(out_dir) / "vade_mnist_defaults.json"
     if mnist.exists():
-        import json
-
         record = json.loads(mnist.read_text())
         report.section("VaDE with its defaults on MNIST (train 60,000, test 10,000)")
         report.text(f"Test NMI {record['nmi']:.3f}, ACC {record['acc']:.3f}, ARI {record['ari']:.3f}, "
@@ -376,8 +377,6 @@ def write_report(rows: list[dict], out_dir: Path, command: str) -> Path:
                     + ("met." if record["nmi"] >= 0.85 else "**not met**."))
     timed = Path(out_dir) / "vade_mnist_cli.json"
     if timed.exists():
-        import json
-
         record = json.loads(timed.read_text())
         report.text(f"Timed alone on 2 cores through the command line (`{record['command']}`): the fit took "
                     f"{record['fit_seconds'] / 60:.1f} min; test NMI {record['test']['nmi']:.3f}, ACC "
