@@ -8,6 +8,9 @@ def test_suite_runs_caches_and_reports(tmp_path):
     rows = suite.compute(["iris"], ["kmeans", "gmm"], None, tmp_path / ".runs", log=logged.append, seeds=(0, 1))
     assert {(r["model"], r["seed"]) for r in rows} == {("kmeans", 0), ("kmeans", 1), ("gmm", 0), ("gmm", 1)}
     assert all(0.5 < r["nmi"] <= 1 and r["used"] == 3 for r in rows)
+    # the calibration of every model's soft assignments; K-means' hard labels have none
+    assert all((r["ece"] is None) == (r["model"] == "kmeans") for r in rows)
+    assert all(0 <= r["ece"] <= 1 for r in rows if r["model"] == "gmm")
     again = suite.compute(["iris"], ["kmeans", "gmm"], None, tmp_path / ".runs", log=logged.append, seeds=(0, 1))
     assert again == rows and len(logged) == 4  # the second call read every run from the cache
     readme = suite.write_report(rows, tmp_path, "make suite")
@@ -69,3 +72,22 @@ def test_nmi_table_shows_both_forms_only_where_the_fits_differ_and_the_readme_bl
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="markers"):
         suite.update_readme(readme, rows)
+
+
+def test_rotated_objects_are_twenty_pose_curves_of_seventy_two_views():
+    import os
+    from pathlib import Path
+
+    import numpy as np
+    import pytest
+
+    data = Path(os.environ.get("MIXCLUST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    if not (data / "mnist.npz").is_file() or not (data / "fashion_mnist.npz").is_file():
+        pytest.skip("real MNIST / Fashion-MNIST not available")
+    X, y = suite.SETS["rotated20"].loader(data_dir=data)
+    assert X.shape == (20 * suite.ROTATION_VIEWS, 1, 32, 32) and X.min() >= 0 and X.max() <= 1
+    assert np.array_equal(np.bincount(y), np.full(20, suite.ROTATION_VIEWS))
+    views = X[y == 0, 0]
+    # view 0 is the object itself; a half turn (within the interpolation's error) is the image rotated by 180
+    assert np.allclose(views[0], X[0, 0]) and np.abs(views[36] - np.rot90(views[0], 2)).mean() < 0.02
+    assert np.abs(views[9] - views[0]).mean() > 0.05  # a 45-degree view differs from the object

@@ -77,6 +77,26 @@ def _small_digits(n, data_dir):
     return padded.reshape(len(X), 1, 16, 2, 16, 2).mean(axis=(3, 5)).astype(np.float32), y
 
 
+#: Rotation steps of :func:`_rotated_objects`: 72 views 5 degrees apart, as COIL-20 photographs each object.
+ROTATION_VIEWS = 72
+
+
+def _rotated_objects(data_dir):
+    """20 objects (the first test image of each MNIST digit and each Fashion-MNIST class, padded to 32 x 32)
+    each seen at :data:`ROTATION_VIEWS` in-plane rotations: 1,440 images in 20 classes, each class a closed
+    one-dimensional curve in pixel space. A stand-in for an object set such as COIL-20 (20 objects photographed
+    on a turntable every 5 degrees), whose classes are pose manifolds rather than blobs."""
+    from scipy import ndimage
+
+    objects = []
+    for name in ("mnist", "fashion_mnist"):
+        X, y = datasets.load(name, split="test", data_dir=data_dir)
+        objects += [np.pad(X[np.flatnonzero(y == c)[0], 0], 2) for c in range(10)]
+    views = [np.clip(ndimage.rotate(obj, 360.0 * a / ROTATION_VIEWS, reshape=False, order=1), 0.0, 1.0)
+             for obj in objects for a in range(ROTATION_VIEWS)]
+    return np.asarray(views, dtype=np.float32)[:, None], np.repeat(np.arange(len(objects)), ROTATION_VIEWS)
+
+
 def _sklearn_table(name, data_dir=None):
     """A scikit-learn table, standardised (its features differ in scale by up to 1,000x)."""
     from sklearn import datasets as skd
@@ -97,8 +117,12 @@ SETS: dict[str, SuiteSet] = {s.name: s for s in [
     SuiteSet("fashion-1k", "image", "Fashion-MNIST, 1,000 random images", partial(_subsampled, "fashion_mnist", 1000)),
     SuiteSet("fashion-5k", "image", "Fashion-MNIST, 5,000 random images", partial(_subsampled, "fashion_mnist", 5000)),
     SuiteSet("digits16-2k", "image", "MNIST shrunk to 16 x 16, 2,000 images", partial(_small_digits, 2000)),
+    SuiteSet("digits16-9k", "image", "MNIST shrunk to 16 x 16, 9,298 images (the size of USPS)",
+             partial(_small_digits, 9298)),
     SuiteSet("pooled20-2k", "image", "MNIST + Fashion-MNIST pooled, 20 classes, 2,000 images",
              partial(_pooled20, 2000), k=20),
+    SuiteSet("rotated20", "image", "20 objects (10 digits, 10 clothes) x 72 in-plane rotations, (1, 32, 32), "
+             "COIL-20-like", _rotated_objects, k=20),
     SuiteSet("fsdd", "image", "FSDD spoken digits, 3,000 log-mel images (1, 32, 32)", partial(_registered, "fsdd",
                                                                                                   split="all")),
     SuiteSet("iris", "tabular", "Fisher's iris, 150 x 4, standardised", partial(_sklearn_table, "iris"), k=3),
@@ -160,11 +184,15 @@ def fit_one(name: str, X: np.ndarray, y: np.ndarray, n_clusters: int, seed: int,
     seconds = time.perf_counter() - started
     labels = np.asarray(model.predict(inputs))
     scores = metrics.external_metrics(y, labels)
+    # calibration of the soft assignments (issue 18); K-means has none
+    ece = (metrics.expected_calibration_error(y, model.predict_proba(inputs)) if hasattr(model, "predict_proba")
+           else None)
     sizes = np.bincount(labels, minlength=n_clusters)
     kinds = sorted({w.category.__name__ for w in caught
                     if any(word in w.category.__name__ for word in ("Degenerate", "Empty"))})
     return {"nmi": scores["nmi"], "ari": scores["ari"], "acc": scores["acc"],
-            "used": int((sizes > 0).sum()), "largest": float(sizes.max() / len(labels)),
+            "ece": None if ece is None else float(ece), "used": int((sizes > 0).sum()),
+            "largest": float(sizes.max() / len(labels)),
             "seconds": seconds, "warned": ", ".join(kinds),
             "n_init_runs": len(getattr(model, "n_init_objectives_", [])) or None}
 
@@ -233,7 +261,9 @@ def _summary(rows: list[dict]) -> list[dict]:
         nmis = [r["nmi"] for r in runs]
         shown_form = form + (" (= flat)" if first.get("same_as_flat") else "")
         out.append({"set": set_name, "form": shown_form, "model": model, "K": first["K"], "NMI": first["nmi"],
-                    "ARI": first["ari"], "ACC": first["acc"], "used": f"{first['used']}/{first['K']}",
+                    "ARI": first["ari"], "ACC": first["acc"],
+                    "ECE": f"{first['ece']:.3f}" if first.get("ece") is not None else "—",
+                    "used": f"{first['used']}/{first['K']}",
                     "seeds": len(runs), "NMI mean ± std": mean_std(nmis) if len(runs) > 1 else "—",
                     "seconds": first["seconds"], "warned": first["warned"] or ""})
     return out
