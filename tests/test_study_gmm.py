@@ -40,7 +40,7 @@ def test_readme_and_figures(readme):
     assert "mixclust reproduce gmm --quick --seed 0" in text
     assert "| data set | K | K-means ARI | GMM ARI | K-means NMI | GMM NMI |" in text
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
-    assert len(figures) == 5
+    assert len(figures) == 6
     for name in figures:
         assert (readme.parent / name).stat().st_size > 1000, name
     assert "never decreased" in text and "**decreased**" not in text
@@ -76,3 +76,20 @@ def test_soft_kmeans_em_hardens_to_lloyd():
     assert np.allclose(means, [X[labels == k].mean(0) for k in range(3)])
     means, resp = study.soft_kmeans_em(X, centres, eps=1e4)  # huge eps: one blob at the data mean
     assert np.allclose(means, X.mean(0), atol=1e-3)
+
+
+def test_missing_values_exact_em_beats_mean_imputation(readme):
+    table = _table(readme.read_text(), "exact EM: means")
+    assert list(table) == [f"{f:g}" for f in study.MISSING_FRACTIONS]
+    for row in table.values():
+        for what in ("means", "covariances"):
+            assert float(row[f"exact EM: {what}"]) < float(row[f"imputation: {what}"]), row
+        assert row["exact EM log-lik never decreased"] == "True"
+
+
+def test_drop_at_random_keeps_an_observed_value_in_every_row():
+    X = study.missing_mixture(500, seed=0, n_features=2)
+    X_nan = study.drop_at_random(X, 0.4, seed=0)
+    mask = np.isnan(X_nan)
+    assert not mask.all(1).any() and 0.25 < mask.mean() < 0.4
+    np.testing.assert_array_equal(X_nan[~mask], X[~mask])

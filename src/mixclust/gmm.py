@@ -292,6 +292,186 @@ def _column_mean(X: np.ndarray, chunk: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------------
+# Missing values: exact EM over the observed dimensions (Ghahramani & Jordan 1994)
+# ------------------------------------------------------------------------------------------------
+MISSING = ("error", "marginalize")
+
+
+def _has_nan(X: np.ndarray, chunk: int) -> bool:
+    """Whether X holds a NaN, read chunk by chunk (a memory-mapped X is never copied whole)."""
+    return any(np.isnan(X[start:start + chunk]).any() for start in range(0, X.shape[0], chunk))
+
+
+def _name_indices(indices: np.ndarray, what: str, limit: int = 10) -> str:
+    """'row 3' / 'rows 3, 7 and 9' (at most ``limit`` listed, then 'and N more')."""
+    listed = [str(i) for i in indices[:limit]]
+    if len(indices) == 1:
+        return f"{what} {listed[0]}"
+    if len(indices) > limit:
+        return f"{what}s {', '.join(listed)} and {len(indices) - limit} more"
+    return f"{what}s {', '.join(listed[:-1])} and {listed[-1]}"
+
+
+def _check_observed(mask: np.ndarray, columns: bool) -> None:
+    """ValueError naming every row (and, at fit, column) whose entries are all missing (``mask``: isnan)."""
+    empty = np.flatnonzero(mask.all(axis=1))
+    if len(empty):
+        verb = "has" if len(empty) == 1 else "have"
+        raise ValueError(f"{_name_indices(empty, 'row')} {verb} no observed value (all NaN): such a row carries "
+                         "no information for the mixture; drop it")
+    empty = np.flatnonzero(mask.all(axis=0)) if columns else []
+    if len(empty):
+        verb = "has" if len(empty) == 1 else "have"
+        raise ValueError(f"{_name_indices(empty, 'column')} {verb} no observed value (all NaN): no mean or "
+                         "variance can be estimated there; drop it")
+
+
+class _Pattern:
+    """The rows sharing one missingness pattern: their indices, observed and missing dimensions, and their
+    observed entries (centred, float64 torch)."""
+
+    def __init__(self, rows: np.ndarray, observed: np.ndarray, X: np.ndarray, device):
+        self.rows = rows
+        self.index = torch.as_tensor(rows, device=device)
+        self.observed = torch.as_tensor(np.flatnonzero(observed), device=device)
+        self.missing = torch.as_tensor(np.flatnonzero(~observed), device=device)
+        self.X_o = torch.as_tensor(X[np.ix_(rows, observed)], device=device)
+
+
+def _missing_patterns(X: np.ndarray, mask: np.ndarray, device) -> list[_Pattern]:
+    """Group the rows of X (centred, NaN where ``mask``) by missingness pattern (``np.unique`` of the mask rows)."""
+    patterns, inverse = np.unique(mask, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.searchsorted(inverse[order], np.arange(len(patterns) + 1))
+    return [_Pattern(order[bounds[p]:bounds[p + 1]], ~patterns[p], X, device) for p in range(len(patterns))]
+
+
+def _full_covariances(covariances: torch.Tensor, covariance_type: str, n_components: int, n_features: int):
+    """Every component's covariance as a (K, d, d) matrix (tied shared, diag and spherical on the diagonal)."""
+    if covariance_type == "full":
+        return covariances
+    if covariance_type == "tied":
+        return covariances.expand(n_components, n_features, n_features)
+    if covariance_type == "diag":
+        return torch.diag_embed(covariances)
+    eye = torch.eye(n_features, dtype=covariances.dtype, device=covariances.device)
+    return covariances[:, None, None] * eye
+
+
+def _covariances_from_cholesky(precisions_cholesky: torch.Tensor, covariance_type: str) -> torch.Tensor:
+    r"""Covariances :math:`\Sigma = P^{-1} = L^{-\top} L^{-1}` from the factors :math:`P = L L^\top` of the precisions.
+
+    :math:`L` is upper triangular when it comes from a fit (``_compute_precision_cholesky``) and lower
+    triangular from ``precisions_init``, so it is inverted as a general matrix.
+    """
+    if covariance_type in ("full", "tied"):
+        inverse = torch.linalg.inv(precisions_cholesky)
+        return inverse.mT @ inverse
+    return precisions_cholesky**-2
+
+
+def _pattern_chunks(patterns: list[_Pattern], weights, means, covariances, chunk: int, conditionals: bool):
+    r"""Per pattern and row chunk: (pattern, chunk offset, :math:`\log \pi_k + \log \mathcal N(x_o \mid \mu_{k,o},
+    \Sigma_{k,oo})` as (K, rows), and with ``conditionals`` the conditional means of the missing dimensions
+    (K, rows, d_m) and the conditional covariance :math:`C_k` (K, d_m, d_m)), else None, None.
+
+    With :math:`\Sigma_{k,oo} = L L^\top`, :math:`z = L^{-1}(x_o - \mu_{k,o})` and
+    :math:`B = L^{-1} \Sigma_{k,om}`: the Mahalanobis term is :math:`\lVert z\rVert^2`,
+    :math:`\Sigma_{k,mo}\Sigma_{k,oo}^{-1}(x_o - \mu_{k,o}) = B^\top z` and :math:`C_k = \Sigma_{k,mm} - B^\top B`.
+    ``covariances`` are the (K, d, d) matrices (``_full_covariances``); all in float64.
+    """
+    log_weights = torch.log(weights)[:, None]
+    for pattern in patterns:
+        o, m = pattern.observed, pattern.missing
+        cov_o = covariances[:, o]
+        L, info = torch.linalg.cholesky_ex(cov_o[:, :, o])
+        if bool((info > 0).any()):
+            raise ValueError(_ILL_DEFINED)
+        constant = log_weights - torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)[:, None] \
+            - 0.5 * len(o) * LOG_2PI
+        B = C = None
+        if conditionals and len(m):
+            B = torch.linalg.solve_triangular(L, cov_o[:, :, m], upper=False)
+            C = covariances[:, m][:, :, m] - B.mT @ B
+        means_o = means[:, o]
+        for start in range(0, len(pattern.rows), chunk):
+            X_o = pattern.X_o[start:start + chunk]
+            z = torch.linalg.solve_triangular(L, (X_o[None] - means_o[:, None]).mT, upper=False)  # (K, d_o, b)
+            weighted = constant - 0.5 * z.square().sum(1)
+            conditional = None if B is None else means[:, None, m] + (B.mT @ z).mT
+            yield pattern, start, weighted, conditional, C
+
+
+def _missing_e_pass(patterns: list[_Pattern], weights, means, covariances, n_samples: int, chunk: int):
+    r"""E-step with missing values: the observed-data log-likelihood (sum over rows), the labels, and the
+    expected sufficient statistics :math:`N_k`, :math:`\sum_i r_{ik} \hat x_{ik}` and
+    :math:`\sum_i r_{ik} (\hat x_{ik} \hat x_{ik}^\top + \tilde C_{ik})` (float64)."""
+    K, d = means.shape
+    counts = means.new_zeros(K)
+    sums = means.new_zeros(K, d)
+    second = means.new_zeros(K, d, d)
+    log_lik = means.new_zeros(())
+    labels = np.empty(n_samples, dtype=np.int64)
+    for pattern, start, weighted, conditional, C in _pattern_chunks(patterns, weights, means, covariances,
+                                                                  chunk, conditionals=True):
+        norm = torch.logsumexp(weighted, dim=0)
+        log_lik += norm.sum()
+        resp = torch.exp(weighted - norm)  # (K, b)
+        labels[pattern.rows[start:start + resp.shape[1]]] = weighted.argmax(0).cpu().numpy()
+        X_hat = means.new_empty(K, resp.shape[1], d)
+        X_hat[:, :, pattern.observed] = pattern.X_o[start:start + resp.shape[1]]
+        mass = resp.sum(1)
+        if conditional is not None:
+            X_hat[:, :, pattern.missing] = conditional
+            m = pattern.missing
+            second[:, m[:, None], m] += mass[:, None, None] * C
+        weighted_rows = resp[:, :, None] * X_hat
+        counts += mass
+        sums += weighted_rows.sum(1)
+        second += weighted_rows.mT @ X_hat
+    return float(log_lik), labels, (counts, sums, second)
+
+
+def _missing_m_step(stats, covariance_type: str, reg_covar: float):
+    r"""Weights, means and covariances (in ``covariance_type``'s layout) from the expected statistics.
+
+    :math:`\mu_k = \frac{1}{N_k} \sum_i r_{ik} \hat x_{ik}` and the scatter
+    :math:`S_k = \sum_i r_{ik} [(\hat x_{ik} - \mu_k)(\hat x_{ik} - \mu_k)^\top + \tilde C_{ik}]`, restricted as
+    for complete data: :math:`S_k / N_k` (full), :math:`\sum_k S_k / N` (tied), its diagonal over :math:`N_k`
+    (diag) or its trace over :math:`d N_k` (spherical); plus ``reg_covar`` on the diagonal.
+    """
+    counts, sums, second = stats
+    nk = counts + _NK_FLOOR
+    means = sums / nk[:, None]
+    scatter = second - nk[:, None, None] * means[:, :, None] * means[:, None, :]
+    d = means.shape[1]
+    if covariance_type == "full":
+        covariances = scatter / nk[:, None, None]
+        covariances = 0.5 * (covariances + covariances.mT)
+        covariances.diagonal(dim1=-2, dim2=-1).add_(reg_covar)
+    elif covariance_type == "tied":
+        covariances = scatter.sum(0) / nk.sum()
+        covariances = 0.5 * (covariances + covariances.T)
+        covariances.diagonal().add_(reg_covar)
+    elif covariance_type == "diag":
+        covariances = scatter.diagonal(dim1=-2, dim2=-1) / nk[:, None] + reg_covar
+    else:
+        covariances = scatter.diagonal(dim1=-2, dim2=-1).sum(1) / (d * nk) + reg_covar
+    return nk / nk.sum(), means, covariances
+
+
+def _missing_weighted_log_prob(patterns: list[_Pattern], weights, means, covariances, n_samples: int,
+                               chunk: int) -> torch.Tensor:
+    r""":math:`\log \pi_k + \log \mathcal N(x_o \mid \mu_{k,o}, \Sigma_{k,oo})` of every row, (n, K) float64."""
+    out = means.new_empty(n_samples, means.shape[0])
+    for pattern, start, weighted, _, _ in _pattern_chunks(patterns, weights, means, covariances, chunk,
+                                                          conditionals=False):
+        out[pattern.index[start:start + weighted.shape[1]]] = weighted.T
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
 # The estimator
 # ------------------------------------------------------------------------------------------------
 @register("gmm")
@@ -332,6 +512,49 @@ class GaussianMixture(MixclustEstimator):
     chunk_size : int or None, default=None
         Rows per chunk (None: chosen so a chunk's features take about 4 MB), which
         bounds memory for any n.
+    missing : {"error", "marginalize"}, default="error"
+        What NaN entries of ``X`` mean. ``"error"``: they are refused with scikit-learn's error, as
+        scikit-learn's GaussianMixture does. ``"marginalize"``: they are missing values, and ``fit`` runs
+        exact EM for incomplete data (Ghahramani & Jordan 1994). With :math:`o` the observed and :math:`m`
+        the missing dimensions of row :math:`x_i`, the E-step uses the marginal density of the observed
+        entries,
+
+        .. math::
+
+            r_{ik} \propto \pi_k \, \mathcal N(x_{i,o} \mid \mu_{k,o}, \Sigma_{k,oo}),
+
+        and the M-step the conditional expectation of the missing entries under each component,
+
+        .. math::
+
+            \hat x_{ik,m} = \mu_{k,m} + \Sigma_{k,mo} \Sigma_{k,oo}^{-1} (x_{i,o} - \mu_{k,o}), \quad
+            \hat x_{ik,o} = x_{i,o}, \quad
+            C_{ik} = \Sigma_{k,mm} - \Sigma_{k,mo} \Sigma_{k,oo}^{-1} \Sigma_{k,om},
+
+        .. math::
+
+            \mu_k = \frac{1}{N_k} \sum_i r_{ik} \hat x_{ik}, \quad
+            \Sigma_k = \frac{1}{N_k} \sum_i r_{ik} \bigl[(\hat x_{ik} - \mu_k)(\hat x_{ik} - \mu_k)^\top
+            + \tilde C_{ik}\bigr] + \epsilon I,
+
+        where :math:`\tilde C_{ik}` is zero except its missing block, :math:`C_{ik}`. The tied, diag and
+        spherical covariances restrict this scatter as for complete data (summed over components; its
+        diagonal; its trace over :math:`d`), and a diagonal :math:`\Sigma_k` makes the conditional mean
+        :math:`\mu_{k,m}` and :math:`C_{ik}` the diagonal block :math:`\Sigma_{k,mm}`. EM starts from the
+        data with every NaN replaced by its column's observed mean (``init_params`` runs on that array, and
+        ``weights_init`` / ``means_init`` / ``precisions_init`` / ``warm_start`` work as usual); the
+        observed-data log-likelihood per sample, :math:`\frac1n \sum_i \log \sum_k \pi_k \mathcal N(x_{i,o}
+        \mid \mu_{k,o}, \Sigma_{k,oo})`, is what ``lower_bounds_``, ``tol`` and ``score`` use, and it never
+        decreases (with ``reg_covar=0``; the ridge may dip it ~1e-9 as for complete data). ``predict``,
+        ``predict_proba``, ``score_samples`` and ``score`` then accept NaN too (the marginal density of each
+        row's observed entries; complete rows go through the usual path). A row with no observed value, or
+        at fit a column with none, is a ValueError naming it. Data with no NaN take the usual (fast) path,
+        so the fit is exactly that of ``missing="error"``. When ``X`` does hold NaN, the fit runs its own
+        simpler path: rows are grouped by missingness pattern, and per pattern and component the Cholesky
+        factor of :math:`\Sigma_{k,oo}` is computed once per iteration; it holds ``X`` in memory (a memmap
+        is read whole), always computes in float64 (``dtype`` applies to complete rows only) and runs in one
+        process. ``sample_weight``, ``partial_fit`` and a distributed fit (``torch.distributed``) with NaN
+        in ``X`` raise NotImplementedError.
 
     Attributes
     ----------
@@ -370,7 +593,8 @@ class GaussianMixture(MixclustEstimator):
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3, reg_covar=1e-6, max_iter=100,
                  n_init=1, init_params="kmeans", weights_init=None, means_init=None, precisions_init=None,
-                 random_state=None, warm_start=False, verbose=0, device="auto", dtype=None, chunk_size=None):
+                 random_state=None, warm_start=False, verbose=0, device="auto", dtype=None, chunk_size=None,
+                 missing="error"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -387,6 +611,12 @@ class GaussianMixture(MixclustEstimator):
         self.device = device
         self.dtype = dtype
         self.chunk_size = chunk_size
+        self.missing = missing
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = self.missing == "marginalize"
+        return tags
 
     # -- validation ---------------------------------------------------------------------------
     def _check_parameters(self, n_samples: int, n_features: int):
@@ -646,9 +876,18 @@ class GaussianMixture(MixclustEstimator):
         """
         streamed = isinstance(X, np.memmap)
         vars(self).pop("stepwise_state_", None)  # a later partial_fit starts a new stream
-        X_np = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2)
+        marginalize = self._check_missing()
+        X_np = validate_data(self, X, dtype=[np.float64, np.float32], ensure_min_samples=2,
+                             ensure_all_finite="allow-nan" if marginalize else True)
         n_samples, n_features = X_np.shape
         self._check_parameters(n_samples, n_features)
+        if marginalize and _has_nan(X_np, self._row_chunk(n_features, torch.float64)):
+            for given, what in ((sample_weight is not None, "sample_weight"),
+                                (distributed.is_distributed(), "a distributed fit (torch.distributed)")):
+                if given:
+                    raise NotImplementedError(f"missing='marginalize' does not support {what} when X holds NaN; "
+                                              "drop or impute the incomplete rows")
+            return self._fit_predict_missing(X_np)
         if sample_weight is not None:
             # scikit-learn's check: shape, finite, non-negative, not all zero
             sample_weight = _check_sample_weight(sample_weight, X_np, dtype=np.float64, ensure_non_negative=True)
@@ -679,23 +918,94 @@ class GaussianMixture(MixclustEstimator):
                 raise
             if best is None or result["log_likelihood"] > best["log_likelihood"]:
                 best = result
+        self._keep(best, shift, stacklevel=4)
+        # Labels of the final parameters, in one more E-step (argmax in every EM pass cost ~15%).
+        self.labels_ = self._labels(best["W"], features, rows, n_samples)
+        return self.labels_
+
+    def _keep(self, best: dict, shift, stacklevel: int):
+        """Warn about collapsed components and non-convergence of the kept run, and store its parameters and
+        history (``stacklevel``: that of the caller of ``fit``)."""
         if best["collapsed"]:
             warnings.warn(f"component(s) {best['collapsed']} of {self.n_components} collapsed during EM (less "
                           "than one sample's responsibility); reg_covar keeps their covariance finite. "
-                          "Consider fewer components.", RuntimeWarning, stacklevel=3)
+                          "Consider fewer components.", RuntimeWarning, stacklevel=stacklevel)
         if not best["converged"] and self.max_iter > 0:
             warnings.warn("Best performing initialization did not converge. Try different init parameters, "
                           "or increase max_iter, tol, or check for degenerate data.", ConvergenceWarning,
-                          stacklevel=3)
+                          stacklevel=stacklevel)
         self._set_fitted(*best["params"], shift)
         self.converged_ = best["converged"]
         self.n_iter_ = best["n_iter"]
         self.lower_bound_ = best["log_likelihood"]
         self.log_likelihood_history_ = best["history"]
         self.lower_bounds_ = list(best["history"])
-        # Labels of the final parameters, in one more E-step (argmax in every EM pass cost ~15%).
-        self.labels_ = self._labels(best["W"], features, rows, n_samples)
+
+    # -- fit with missing values ----------------------------------------------------------------
+    def _check_missing(self) -> bool:
+        """Validate ``missing``; True when NaN entries are missing values (``"marginalize"``)."""
+        return check_option(self.missing, "missing", MISSING) == "marginalize"
+
+    def _missing_chunk(self, n_features: int) -> int:
+        """Rows per chunk of the missing-value path (its K x rows x d temporaries take about 4 MB)."""
+        return self._chunk(self.n_components * (n_features + 1), torch.float64)
+
+    def _fit_predict_missing(self, X_np: np.ndarray) -> np.ndarray:
+        """``fit_predict`` on validated data holding NaN: exact EM over each row's observed dimensions."""
+        X_np = np.asarray(X_np, dtype=np.float64)
+        n_samples, n_features = X_np.shape
+        mask = np.isnan(X_np)
+        _check_observed(mask, columns=True)
+        device = self._setup()[0]
+        column_mean = np.nanmean(X_np, axis=0)
+        centred = X_np - column_mean
+        shift = torch.as_tensor(column_mean, device=device)
+        triu = torch.triu_indices(n_features, n_features, device=device)
+        random_state = check_random_state(self.random_state)
+        patterns = _missing_patterns(centred, mask, device)
+        imputed = np.where(mask, column_mean, X_np)  # the start: each NaN replaced by its column's mean
+        best = None
+        warm = self._warm_parameters(n_features, shift)
+        for init in range(1 if warm is not None else self.n_init):
+            params = warm if warm is not None else self._initial_parameters(imputed, shift, random_state, triu)
+            result = self._em_missing(patterns, n_samples, params, init)
+            if best is None or result["log_likelihood"] > best["log_likelihood"]:
+                best = result
+        self._keep(best, shift, stacklevel=5)
+        self.labels_ = best["labels"]
         return self.labels_
+
+    def _em_missing(self, patterns: list[_Pattern], n_samples: int, params, init: int) -> dict:
+        """EM with missing values from ``params`` (weights, centred means, precision Cholesky factors)."""
+        weights, means, precisions_cholesky = params
+        K, d = means.shape
+        chunk = self._missing_chunk(d)
+        covariances = _full_covariances(_covariances_from_cholesky(precisions_cholesky, self.covariance_type),
+                                        self.covariance_type, K, d)
+        log_lik, labels, stats = _missing_e_pass(patterns, weights, means, covariances, n_samples, chunk)
+        log_lik /= n_samples
+        history, converged, collapsed = [], False, set()
+        bar = progress(range(self.max_iter), enabled=self.verbose > 0, desc=f"EM init {init + 1}/{self.n_init}",
+                       unit="it")
+        for _ in bar:
+            weights, means, covariances = _missing_m_step(stats, self.covariance_type, self.reg_covar)
+            precisions_cholesky = _compute_precision_cholesky(covariances, self.covariance_type)
+            collapsed.update((weights * n_samples < 1.0).nonzero().flatten().tolist())
+            covariances = _full_covariances(covariances, self.covariance_type, K, d)
+            previous = log_lik
+            log_lik, labels, stats = _missing_e_pass(patterns, weights, means, covariances, n_samples, chunk)
+            log_lik /= n_samples
+            if not math.isfinite(log_lik):
+                raise ValueError("the log-likelihood is not finite; the data may have extreme values "
+                                 "(scale them) or reg_covar is too small")
+            history.append(log_lik)
+            bar.set_postfix(loglik=f"{log_lik:.6f}", refresh=False)
+            if abs(log_lik - previous) < self.tol:
+                converged = True
+                break
+        bar.close()
+        return {"params": (weights, means, precisions_cholesky), "log_likelihood": log_lik, "history": history,
+                "converged": converged, "n_iter": len(history), "labels": labels, "collapsed": sorted(collapsed)}
 
     # -- online (stepwise) EM ---------------------------------------------------------------------
     def partial_fit(self, X, y=None):
@@ -720,8 +1030,13 @@ class GaussianMixture(MixclustEstimator):
         one step on the union of their chunks and stay identical.
         """
         first = not hasattr(self, "stepwise_state_")
+        marginalize = self._check_missing()
         X_np = validate_data(self, X, dtype=[np.float64, np.float32], reset=first,
-                             ensure_min_samples=self.n_components if first else 1).astype(np.float64)
+                             ensure_min_samples=self.n_components if first else 1,
+                             ensure_all_finite="allow-nan" if marginalize else True).astype(np.float64)
+        if marginalize and np.isnan(X_np).any():
+            raise NotImplementedError("partial_fit does not support missing values (NaN in X); use fit with "
+                                      "missing='marginalize', or drop or impute the incomplete rows")
         n_chunk, d = X_np.shape
         device, dtype = self._setup()
         triu = torch.triu_indices(d, d, device=device)
@@ -805,12 +1120,37 @@ class GaussianMixture(MixclustEstimator):
 
     # -- prediction -----------------------------------------------------------------------------
     def _weighted_log_prob(self, X) -> torch.Tensor:
-        """log pi_k + log N(x | mu_k, Sigma_k) for every sample and component, (n, K) float64."""
+        """log pi_k + log N(x | mu_k, Sigma_k) for every sample and component, (n, K) float64; with
+        ``missing="marginalize"``, rows holding NaN use the marginal density of their observed entries."""
         check_is_fitted(self)
-        X_np = validate_data(self, X, dtype=[np.float64, np.float32], reset=False).astype(np.float64)
+        marginalize = self._check_missing()
+        X_np = validate_data(self, X, dtype=[np.float64, np.float32], reset=False,
+                             ensure_all_finite="allow-nan" if marginalize else True).astype(np.float64)
         device, dtype = self._setup()
         # Centre on the mixture mean (the data mean at an EM fixed point), as during fit.
         shift = torch.as_tensor(self.weights_ @ self.means_, device=device)
+        mask = np.isnan(X_np) if marginalize else None
+        if mask is None or not mask.any():
+            return self._complete_weighted_log_prob(X_np, shift, dtype)
+        _check_observed(mask, columns=False)
+        incomplete = mask.any(axis=1)
+        out = torch.empty(X_np.shape[0], self.weights_.shape[0], dtype=torch.float64, device=device)
+        if not incomplete.all():
+            out[torch.as_tensor(~incomplete, device=device)] = \
+                self._complete_weighted_log_prob(X_np[~incomplete], shift, dtype)
+        part = X_np[incomplete] - shift.cpu().numpy()
+        patterns = _missing_patterns(part, mask[incomplete], device)
+        weights, means, _ = self._fitted_parameters(shift)
+        K, d = means.shape
+        covariances = _full_covariances(torch.as_tensor(self.covariances_, device=device), self.covariance_type,
+                                        K, d)
+        out[torch.as_tensor(incomplete, device=device)] = _missing_weighted_log_prob(
+            patterns, weights, means, covariances, len(part), self._missing_chunk(d))
+        return out
+
+    def _complete_weighted_log_prob(self, X_np: np.ndarray, shift: torch.Tensor, dtype) -> torch.Tensor:
+        """log pi_k + log N(x | mu_k, Sigma_k) of complete rows by the fast (chunked feature) path, (n, K)."""
+        device = shift.device
         triu = torch.triu_indices(X_np.shape[1], X_np.shape[1], device=device)
         W = _natural_parameters(*self._fitted_parameters(shift), self.covariance_type, triu)
         X_t = (torch.as_tensor(X_np, device=device) - shift).to(dtype)
