@@ -91,3 +91,12 @@ def test_rotated_objects_are_twenty_pose_curves_of_seventy_two_views():
     # view 0 is the object itself; a half turn (within the interpolation's error) is the image rotated by 180
     assert np.allclose(views[0], X[0, 0]) and np.abs(views[36] - np.rot90(views[0], 2)).mean() < 0.02
     assert np.abs(views[9] - views[0]).mean() > 0.05  # a 45-degree view differs from the object
+
+
+def test_a_parameter_added_at_its_neutral_default_keeps_the_cache_key():
+    from mixclust import VaDE
+
+    model = VaDE(10, random_state=0)
+    key = suite._params_key(model)
+    assert "prior_weights" not in key  # runs cached before the parameter existed stay valid
+    assert "prior_weights" in suite._params_key(model.set_params(prior_weights="uniform"))

@@ -149,6 +149,18 @@ def test_prior_initialisation_is_laplace_smoothed_kmeans():
     assert sorted(model.weights_.tolist()) == pytest.approx(sorted(((counts + 1) / (len(X) + 3)).tolist()), abs=1e-6)
 
 
+def test_uniform_prior_weights_start_at_one_over_k_and_change_nothing_else():
+    X, _ = blobs()
+    config = {**TINY, "epochs": 0, "covariance_type": "diag", "init": "kmeans", "random_state": 0}
+    laplace = VaDE(3, **config).fit(X)
+    uniform = VaDE(3, **config, prior_weights="uniform").fit(X)
+    assert uniform.weights_ == pytest.approx(np.full(3, 1 / 3), abs=1e-6)
+    assert not np.allclose(laplace.weights_, 1 / 3)  # the blobs' start counts differ
+    np.testing.assert_array_equal(laplace.means_, uniform.means_)
+    with pytest.raises(ValueError, match="prior_weights"):
+        VaDE(3, **config, prior_weights="equal").fit(X)
+
+
 def test_eta_raises_the_entropy_of_the_assignments():
     X, _ = blobs(seed=1)
     entropies = []

@@ -77,6 +77,7 @@ KL_KINDS = ("vade", "approx")
 ASSIGN_KINDS = ("head", "posterior")
 COVARIANCE_TYPES = ("diag", "full")
 INIT_KINDS = ("kmeans", "manifold")
+PRIOR_WEIGHTS = ("laplace", "uniform")
 LOG_2PI = math.log(2 * math.pi)
 # Bounds on the prior's log-variances: a component shrinking to a point (or blowing up) would
 # otherwise produce infinite densities and NaN gradients.
@@ -231,6 +232,9 @@ class VaDE(DeepEstimator):
         from its centroids (``covariance_type="full"``), as in SPEC §2. Below 100 samples ``"manifold"`` falls
         back to ``"kmeans"``. Why: the codes' clusters are curved, and the neighbourhood graph follows them:
         2,000 16 x 16 digits 0.714 against 0.634, 5,000 MNIST images 0.793 against 0.722 (same pretraining).
+    prior_weights : {"laplace", "uniform"}, default="laplace"
+        The prior's starting weights: Laplace-smoothed start counts, :math:`\pi_k = (N_k + 1)/(N + K)`
+        ([VADE-H] §2.2), or :math:`\pi_k = 1/K` ([VADE-H] §2.1; the paper states both).
     n_init : int or "auto", default="auto"
         Runs from different seeds; the kept run has the lowest objective (the negative ELBO at
         :math:`z = \mu(x)`, with the decoder's normaliser) among the runs
@@ -288,9 +292,9 @@ class VaDE(DeepEstimator):
 
     def __init__(self, n_clusters=10, *, latent_dim=10, beta=1.0, eta=0.0, temperature=1.0, kl="vade",
                  assign="posterior", covariance_type="full", arch="auto", hidden=mnn.MLP_HIDDEN, filters=8,
-                 n_blocks=3, loss="mse", decoder_variance="auto", init="manifold", n_init="auto",
-                 pretrain_epochs="auto", pretrain_lr=1e-3, epochs="auto", batch_size="auto", lr=1e-3, clip_norm=5.0,
-                 patience=None, checkpoint_dir=None, random_state=0, device="auto", verbose=0):
+                 n_blocks=3, loss="mse", decoder_variance="auto", init="manifold", prior_weights="laplace",
+                 n_init="auto", pretrain_epochs="auto", pretrain_lr=1e-3, epochs="auto", batch_size="auto", lr=1e-3,
+                 clip_norm=5.0, patience=None, checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         self.n_clusters = n_clusters
         self.latent_dim = latent_dim
         self.beta = beta
@@ -306,6 +310,7 @@ class VaDE(DeepEstimator):
         self.loss = loss
         self.decoder_variance = decoder_variance
         self.init = init
+        self.prior_weights = prior_weights
         self.n_init = n_init
         self.pretrain_epochs = pretrain_epochs
         self.pretrain_lr = pretrain_lr
@@ -333,6 +338,7 @@ class VaDE(DeepEstimator):
         check_option(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
         check_option(self.loss, "loss", LOSSES)
         check_option(self.init, "init", INIT_KINDS)
+        check_option(self.prior_weights, "prior_weights", PRIOR_WEIGHTS)
         if self.decoder_variance != "auto":
             check_float(self.decoder_variance, "decoder_variance", 0.0, strict=True)
         _check_hidden(self.hidden)
@@ -454,7 +460,7 @@ class VaDE(DeepEstimator):
     def _initialise_prior(self, X: np.ndarray) -> None:
         """The prior's start on mu(x) (``init``): the Gaussians of the manifold partition, or K-means
         (centroids, within-cluster variances + jitter; then EM of a full GMM from them with
-        ``covariance_type="full"``); Laplace-smoothed weights."""
+        ``covariance_type="full"``); Laplace-smoothed or uniform weights (``prior_weights``)."""
         self.network_.eval()
         mu = self._cat(self._batched(lambda x: self.network_.encode(x)[0], X)).astype(np.float64)
         K = self.n_clusters
@@ -479,7 +485,8 @@ class VaDE(DeepEstimator):
                 net.prior_tril.copy_(torch.as_tensor(tril, dtype=torch.float32))
         net.prior_mu.copy_(torch.as_tensor(means, dtype=torch.float32))
         net.prior_log_var.copy_(torch.as_tensor(np.log(variances), dtype=torch.float32))
-        net.prior_logits.copy_(torch.as_tensor(np.log(laplace_weights(counts)), dtype=torch.float32))
+        weights = laplace_weights(counts) if self.prior_weights == "laplace" else np.full(K, 1.0 / K)
+        net.prior_logits.copy_(torch.as_tensor(np.log(weights), dtype=torch.float32))
 
     def _gamma(self, z, logits, log_pi, prior_mu, prior_log_var, prior_tril):
         if self.assign == "head":

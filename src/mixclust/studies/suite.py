@@ -167,9 +167,16 @@ def flattens_images(model) -> bool:
     return getattr(model, "arch", None) in ("auto", "mlp") and not getattr(model, "_convolutional_parts", False)
 
 
+#: Parameters added after runs were cached, whose default is the computation those runs made: at that value
+#: they stay out of the cache key, so adding them does not discard the cached runs (``prior_weights="laplace"``
+#: is the start tests/test_vade.py::test_prior_initialisation_is_laplace_smoothed_kmeans pins).
+NEUTRAL_DEFAULTS = {"prior_weights": "laplace"}
+
+
 def _params_key(model) -> str:
     params = model.get_params(deep=False)
-    return repr(sorted((k, repr(v)) for k, v in params.items() if k not in ("verbose", "device")))
+    return repr(sorted((k, repr(v)) for k, v in params.items() if k not in ("verbose", "device")
+                       and not (k in NEUTRAL_DEFAULTS and v == NEUTRAL_DEFAULTS[k])))
 
 
 def fit_one(name: str, X: np.ndarray, y: np.ndarray, n_clusters: int, seed: int, overrides=None) -> dict:
