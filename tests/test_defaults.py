@@ -111,6 +111,68 @@ def test_vade_restart_after_a_collapse_weighs_the_reconstruction_more():
     assert model._resolve_decoder_variance(X) == first  # the pretrained value (and a warm start's) stays the base
 
 
+# -- the guard: a stage that turns degenerate keeps its latest healthy epoch -------------------------------
+def test_guard_restores_the_latest_healthy_epoch_and_draws_no_random_numbers():
+    import torch
+
+    from mixclust._deep import DegeneracyGuard
+
+    X, y = _blobs()
+    centres = torch.tensor(np.stack([X[y == k].mean(0) for k in range(3)]))
+    module = torch.nn.Linear(4, 3)
+
+    def proba(rows):
+        with torch.no_grad():
+            return torch.softmax(module(torch.as_tensor(rows)), dim=1).double().numpy()
+
+    # logits -||x - c_k||^2 up to a per-row constant: a healthy split of the three blobs
+    with torch.no_grad():
+        module.weight.copy_(2 * centres)
+        module.bias.copy_(-(centres ** 2).sum(1))
+    healthy = {k: v.clone() for k, v in module.state_dict().items()}
+    guard = DegeneracyGuard(module, proba, X, 3)
+    rng = torch.get_rng_state()
+    guard(0)
+    guard(1)
+    assert torch.equal(torch.get_rng_state(), rng)  # a run that never degenerates is unchanged
+    assert guard.restore() is None  # healthy at the end: nothing to do
+    with torch.no_grad():  # "training" sends every sample to cluster 0
+        module.bias.copy_(torch.tensor([100.0, 0.0, 0.0]))
+    guard(2)
+    done = guard.restore()
+    assert done["restored_epoch"] == 1 and done["degenerate_epochs"] == [2] and "clusters" in done["reason"]
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in healthy.items())
+
+
+def test_guard_leaves_a_start_that_was_never_healthy_alone():
+    import torch
+
+    from mixclust._deep import DegeneracyGuard
+
+    X, _ = _blobs()
+    module = torch.nn.Linear(4, 3)
+    with torch.no_grad():
+        module.bias.copy_(torch.tensor([100.0, 0.0, 0.0]))
+    guard = DegeneracyGuard(module, lambda r: torch.softmax(module(torch.as_tensor(r)), 1).detach().double().numpy(),
+                            X, 3)
+    guard(0)
+    guard(1)
+    assert guard.restore() is None  # the restarts, not the guard, deal with it
+
+
+def test_vade_keeps_its_healthy_start_when_training_collapses_it():
+    X, _ = _blobs(n=240)
+    # a far too large learning rate wrecks stage 3 from a healthy start (seed and sizes chosen so it does)
+    config = dict(hidden=(16,), latent_dim=2, pretrain_epochs=20, epochs=5, batch_size=32, lr=0.5, n_init=1,
+                  random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateFitWarning)
+        model = VaDE(3, **config).fit(X)
+    assert model.degeneracy_guard_ is not None, "the guard did not fire: pick a config that collapses"
+    assert degeneracy(model.labels_, 3) is None  # the kept network is the healthy one
+    assert model.degeneracy_guard_["restored_epoch"] < model.degeneracy_guard_["epochs"]
+
+
 # -- budgets that follow the data -------------------------------------------------------------------------
 def test_auto_batch_size_shrinks_for_small_data_and_keeps_256_for_mnist():
     assert auto_batch_size(60000) == 256

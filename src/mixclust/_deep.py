@@ -39,6 +39,60 @@ AUTO_MAX_RUNS = 3
 _RESTART_SEED_STEP = 7919
 
 
+#: Rows the :class:`DegeneracyGuard` checks after each epoch (a fixed stride through larger data sets).
+GUARD_ROWS = 10_000
+
+
+class DegeneracyGuard:
+    r"""Watches a training stage for a degenerate clustering and keeps the latest epoch that was not.
+
+    Called with ``(epoch, record)`` after each epoch (the :class:`~mixclust.training.Trainer`'s
+    ``on_epoch_end``), and with epoch 0 before training, it computes the soft assignments of a fixed set of
+    rows (all of them up to :data:`GUARD_ROWS`, else every s-th) and asks :func:`mixclust.metrics.degeneracy`.
+    While the clustering is healthy it copies the module's state. :meth:`restore` then puts back the latest
+    healthy state when training ended degenerate.
+
+    Why: started from a healthy partition, a model can empty clusters as it trains (a component whose weight
+    and covariance grow takes its neighbours' samples, and an emptied one rarely comes back). Measured on
+    the benchmark suite's 20-object rotation set: VaDE's stage 2 left 6 of 20 clusters empty, and every
+    restart cost a full run. The guard keeps the work of the epochs before the collapse instead. It
+    consumes no random numbers, so a training that never turns degenerate is unchanged.
+    """
+
+    def __init__(self, module: torch.nn.Module, proba, X: np.ndarray, n_clusters: int):
+        self.module, self.proba, self.n_clusters = module, proba, int(n_clusters)
+        self.rows = X[::max(1, math.ceil(len(X) / GUARD_ROWS))]
+        self.reasons: dict[int, str | None] = {}
+        self.healthy_epoch: int | None = None
+        self._state = None
+
+    def __call__(self, epoch: int, record: dict | None = None) -> None:
+        from .metrics import degeneracy
+
+        proba = self.proba(self.rows)
+        reason = degeneracy(proba.argmax(1), self.n_clusters, proba)
+        self.reasons[int(epoch)] = reason
+        if reason is None:
+            self.healthy_epoch = int(epoch)
+            self._state = {k: v.detach().clone() for k, v in self.module.state_dict().items()}
+
+    def restore(self) -> dict | None:
+        """If the module's state now (after training, and after any early-stopping restore) is degenerate
+        and an epoch was healthy, load the latest healthy state. Returns what was done,
+        ``{"reason": ..., "restored_epoch": e, "degenerate_epochs": [...], "epochs": last}``, or None."""
+        from .metrics import degeneracy
+
+        if self._state is None:
+            return None
+        proba = self.proba(self.rows)
+        reason = degeneracy(proba.argmax(1), self.n_clusters, proba)
+        if reason is None:
+            return None
+        self.module.load_state_dict(self._state)
+        return {"reason": reason, "restored_epoch": self.healthy_epoch, "epochs": max(self.reasons),
+                "degenerate_epochs": sorted(e for e, r in self.reasons.items() if r is not None)}
+
+
 def data_fingerprint(X: np.ndarray) -> tuple:
     """Cheap identity of a data set (shape and two sums) to check a warm start used the same data."""
     flat = X.reshape(-1)

@@ -44,7 +44,8 @@ init); (2) K-means on :math:`\mu_\phi(x)`: :math:`\mu_k` = centroids, :math:`\si
 cluster variances + jitter, :math:`\pi_k = (N_k + 1)/(N + K)` (``covariance_type="full"``: EM of a
 full-covariance GMM on :math:`\mu_\phi(x)` started from those centroids, :math:`N_k` its soft counts);
 (3) the full objective with gradient clipping, early stopping on validation NMI when
-``validation_data=(X_val, y_val)`` is given.
+``validation_data=(X_val, y_val)`` is given; if it ends degenerate (:func:`mixclust.metrics.degeneracy`) after
+a healthy epoch, the latest healthy epoch's network is kept (:class:`mixclust._deep.DegeneracyGuard`).
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from ._base import check_float, check_int, check_option
 from ._deep import (
     INFERENCE_BATCH,
     DeepEstimator,
+    DegeneracyGuard,
     as_float_array,
     keeps_global_rng,
     latent_gmm,
@@ -281,6 +283,10 @@ class VaDE(DeepEstimator):
     covariances_ : ndarray (K, d, d)
         With ``covariance_type="full"``.
     labels_ : ndarray (n,)
+    degeneracy_guard_ : dict or None
+        Set when stage 3 ended degenerate after a healthy epoch (:class:`mixclust._deep.DegeneracyGuard`): the
+        network of the latest healthy epoch (``restored_epoch``; 0 is the prior's start) was put back, and
+        ``reason`` says what the final epoch looked like. None otherwise.
     """
 
     _warm_start_params = ("n_clusters", "latent_dim", "arch", "hidden", "filters", "n_blocks", "loss",
@@ -387,9 +393,12 @@ class VaDE(DeepEstimator):
         trainer = self._trainer(self.network_, name="train", patience=self.patience,
                                 optimizer_kwargs={"eps": 1e-8})
         validate = None if val is None else (lambda: self._validation_metrics(*val))
+        guard = DegeneracyGuard(self.network_, self._proba, X, self.n_clusters)
+        guard(0)  # the prior's start
         history = [{"stage": "train", **r} for r in trainer.fit(
             data, self._step, validate=validate, monitor="loss" if val is None else "val_nmi",
-            mode="min" if val is None else "max")]
+            mode="min" if val is None else "max", on_epoch_end=guard)]
+        self.degeneracy_guard_ = guard.restore()
         self.history_ = [{"stage": "pretrain", **r} for r in self._pretrain_history] + history
         self._store_prior()
         self.labels_ = self._proba(X).argmax(1)
