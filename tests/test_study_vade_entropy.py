@@ -63,3 +63,16 @@ def test_summary_and_published_fit_are_computed_from_the_runs():
     fit = study._published_fit(table, [0.0, 1.0])
     assert fit["a"]["nmi"] == pytest.approx((abs(0.5 - 0.335) + abs(1.5 - 0.511)) / 2)
     assert study._spearman_sign([0, 1, 2], [0.1, 0.2, 0.15]) == 0.5
+
+
+def test_the_source_is_set_against_its_own_table(tmp_path):
+    from mixclust.reports import Report
+    from mixclust.studies.vade_entropy import PUBLISHED, published_against_itself
+
+    report = Report(tmp_path, "t", "cmd", 0)
+    published_against_itself(report)
+    text = report.write().read_text()
+    # the three steps of eta where the published H falls or the confidence rises, read off its table
+    assert "breaks that claim at 3 of 6 steps" in text
+    assert "| 0.2 -> 0.3 | 0.482 -> 0.480 | 0.869 -> 0.879 | H falls, confidence rises |" in text
+    assert (tmp_path / "published_change_from_eta0.png").is_file() and PUBLISHED[0.0][0] == 0.335

@@ -286,6 +286,51 @@ def _extras_figures(report, extras, label, slug):
     report.figure(fig, f"latent_map_{slug}.png", f"{label}: t-SNE of the latent means of test objects.")
 
 
+#: What [VADE-H] states in one place and contradicts in another (as SPEC §2 lists them; the numbers come from
+#: PUBLISHED).
+SOURCE_TEXT_CONFLICTS = [
+    ("runs per eta", "\"three runs\"", "\"one run\""),
+    ("prior weights at the start", "uniform, pi_k = 1/K (§2.1)", "Laplace-smoothed, (N_k + 1)/(N + K) (§2.2); "
+     "`VaDE(prior_weights=\"uniform\")` or `\"laplace\"` runs either"),
+    ("reconstruction term", "squared error (no reduction stated)", "its balance against beta = 20 depends on "
+     "whether the error is summed over the 784 pixels or averaged"),
+]
+
+
+def published_against_itself(report) -> None:
+    """The source's claims set against its own table (no runs: every number is the published one), with its
+    Figure 6 redrawn from that table: the percentage change of NMI, ARI, H and confidence from eta = 0."""
+    import matplotlib.pyplot as plt
+
+    etas = sorted(PUBLISHED)
+    names = ("NMI", "ARI", "H", "confidence")
+    report.section("The source against its own numbers", level=3)
+    steps = []
+    for a, b in zip(etas, etas[1:]):
+        dH, dconf = PUBLISHED[b][2] - PUBLISHED[a][2], PUBLISHED[b][3] - PUBLISHED[a][3]
+        if dH < 0 or dconf > 0:
+            steps.append({"eta": f"{a} -> {b}", "H": f"{PUBLISHED[a][2]:.3f} -> {PUBLISHED[b][2]:.3f}",
+                          "confidence": f"{PUBLISHED[a][3]:.3f} -> {PUBLISHED[b][3]:.3f}",
+                          "against the claim": ", ".join(w for w, bad in (("H falls", dH < 0),
+                                                                          ("confidence rises", dconf > 0)) if bad)})
+    report.text("[VADE-H] claims that entropy rises and confidence falls monotonically with eta. Its own table "
+                f"(mean of its runs) breaks that claim at {len(steps)} of {len(etas) - 1} steps of eta:")
+    report.table(steps)
+    report.text("It also states, in different places:")
+    report.table([{"what": w, "in one place": a, "in another": b} for w, a, b in SOURCE_TEXT_CONFLICTS])
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    for i, name in enumerate(names):
+        base = PUBLISHED[0.0][i]
+        ax.plot(etas, [100 * (PUBLISHED[e][i] - base) / base for e in etas], marker="o", label=name)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("eta")
+    ax.set_ylabel("% change from eta = 0")
+    ax.set_title("[VADE-H] Figure 6, redrawn from its table", fontsize=9)
+    ax.legend(fontsize=8)
+    report.figure(fig, "published_change_from_eta0.png", "Percentage change of each measure from the eta = 0 "
+                  "baseline, the source's published means (its Figure 6, redrawn from its table)")
+
+
 def write_report(results, out_dir) -> Path:
     quick, seed, cfg = results["quick"], results["seed"], results["cfg"]
     sweep = results["sweep"]
@@ -347,6 +392,8 @@ def write_report(results, out_dir) -> Path:
     for (key, eta), extras in sorted(sweep["extras"].items()):
         _extras_figures(report, extras, f"{OBJECTIVE_NAMES[key]}, eta {eta}, seed {seed}",
                         f"{key}_eta{str(eta).replace('.', '_')}")
+
+    published_against_itself(report)
 
     report.section("2. mixclust.VaDE with its defaults")
     default_covariance = VaDE().covariance_type
