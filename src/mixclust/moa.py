@@ -4,6 +4,14 @@ M experts (convolutional autoencoders for images, MLP autoencoders for tabular d
 router :math:`p_i = \operatorname{softmax}(r(x_i)) \in \Delta^M`; stacked over a batch, P is (n, M).
 The cluster of :math:`x_i` is :math:`\arg\max_k p_{ik}`.
 
+"Varying concentrations" names the theory the minimax weights come from: mixtures with varying
+concentrations, where every observation :math:`x_i` has its own mixing probabilities :math:`p_i` (here the
+router's output) instead of one :math:`\pi` shared by all. The weighted empirical distribution
+:math:`\hat F_k = \sum_i a_{ik} \delta_{x_i}` estimates component k without bias when
+:math:`\sum_i a_{ik} p_{il} = \delta_{kl}`, i.e. :math:`A^\top P = I`; the solution of least norm is
+:math:`A = P G^{-1}`, :math:`G = P^\top P`, and the minimax loss below is component k's reconstruction error
+under :math:`\hat F_k`, summed.
+
 Losses (``loss=``), with :math:`e_{ik}` the mean over pixels of :math:`(x_i - \hat x_{ik})^2`:
 
 * ``blend`` (the "Hinton MoE" baseline of [MOA]): :math:`\frac1n \sum_i \lVert x_i - \sum_k p_{ik}\hat x_{ik}\rVert^2`.

@@ -284,10 +284,21 @@ def _confusion_figure(runs, data, M, seed, losses):
     return fig
 
 
+#: What the "varying concentrations" of MoA+'s name mean (the report says it before any number).
+VARYING_CONCENTRATIONS = (
+    "\"Varying concentrations\" names the theory MoA+'s weights come from: mixtures with varying concentrations, "
+    "where every observation x_i has its own mixing probabilities p_i (here the router's output) instead of one pi "
+    "shared by all. The weighted empirical distribution sum_i a_ik delta(x_i) estimates component k without bias "
+    "when sum_i a_ik p_il = delta_kl, i.e. A^T P = I; the solution of least norm is A = P G^-1 with G = P^T P, the "
+    "minimax weights, and the minimax loss sums each expert's reconstruction error under its weighted "
+    "distribution (`mixclust.moa`'s docstring).")
+
+
 def write_report(results, out_dir) -> Path:
     quick, seed, cfg, runs = results["quick"], results["seed"], results["cfg"], results["runs"]
     command = f"mixclust reproduce moa{' --quick' if quick else ''} --seed {seed}"
     report = Report(out_dir, "MoA+: mixture of convolutional autoencoder experts (SPEC §1, [MOA])", command, seed)
+    report.text(VARYING_CONCENTRATIONS)
     p = results["params"]
     report.text(
         f"Every model is `mixclust.MoA` with the same hyper-parameters: experts = the SPEC §1 CAE "
