@@ -13,6 +13,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import mixclust
 from mixclust import VAE, AEClustering, AutoEncoder
+from mixclust import nn as mnn
 from mixclust.autoencoder import add_gaussian_noise, gaussian_kl, reconstruction_loss, reparameterize
 
 TINY = dict(hidden=(32,), filters=4, latent_dim=3, batch_size=32, device="cpu")
@@ -407,3 +408,182 @@ def test_a_diverging_learning_rate_stops_with_the_epoch_named(tmp_path):
         AutoEncoder(arch="mlp", epochs=20, lr=1e6, checkpoint_dir=str(tmp_path), **TINY).fit(X)
     # the last good checkpoint is kept, without temporary files
     assert [p.name for p in tmp_path.iterdir()] in ([], ["ae.pt"])
+
+
+# -- convolutional decoders: "upsample" (default) and "transposed" ---------------------------------------------
+def _layer_types(module: torch.nn.Module) -> set[type]:
+    return {type(m) for m in module.modules()}
+
+
+def _valid_n_blocks(shape):
+    for n_blocks in (1, 2, 3):
+        try:
+            mnn.conv_feature_sizes(shape[1], shape[2], n_blocks)
+        except ValueError:
+            continue
+        yield n_blocks
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 8, 8), (1, 16, 16), (3, 32, 32), (1, 32, 24), (1, 30, 30),
+                                   (2, 13, 6)])
+def test_the_transposed_decoder_maps_the_latent_to_exactly_the_input_shape(shape):
+    torch.manual_seed(0)
+    for n_blocks in _valid_n_blocks(shape):
+        encoder, decoder = mnn.build_autoencoder("conv", shape, 3, filters=2, n_blocks=n_blocks, decoder="transposed")
+        assert decoder.kind == "transposed"
+        types = _layer_types(decoder)
+        assert torch.nn.ConvTranspose2d in types and torch.nn.Upsample not in types
+        assert sum(isinstance(m, torch.nn.ConvTranspose2d) for m in decoder.modules()) == n_blocks
+        x = torch.rand(5, *shape)
+        assert decoder(encoder(x)).shape == (5, *shape), (shape, n_blocks)
+        # every transposed block lands on the encoder's recorded size, in reverse
+        h = decoder.project(torch.zeros(2, 3)).view(2, 2, *decoder.sizes[-1])
+        reached = []
+        for layer in decoder.blocks:
+            h = layer(h)
+            if isinstance(layer, torch.nn.ConvTranspose2d):
+                reached.append(tuple(h.shape[2:]))
+        assert reached == [tuple(s) for s in reversed(decoder.sizes[:-1])]
+
+
+def test_transposed_padding_follows_the_output_size_formula():
+    # 28 -> 14 -> 7 -> 3 pooled; back 3 -> 7 (odd target: no padding), 7 -> 14 and 14 -> 28 (padding 1, output 1)
+    assert mnn.transposed_padding(3, 7) == (0, 0)
+    assert mnn.transposed_padding(7, 14) == (1, 1)
+    assert mnn.transposed_padding(14, 28) == (1, 1)
+    for n in range(1, 20):
+        for target in (2 * n, 2 * n + 1):
+            padding, output_padding = mnn.transposed_padding(n, target)
+            assert 0 <= output_padding < 2 and mnn.transposed_output_size(n, padding, output_padding) == target
+            layer = torch.nn.ConvTranspose2d(1, 1, 3, stride=2, padding=padding, output_padding=output_padding)
+            assert layer(torch.zeros(1, 1, n, 1)).shape[2] == target
+    with pytest.raises(ValueError, match="cannot map size 3 to 9"):
+        mnn.transposed_padding(3, 9)
+
+
+def test_the_default_decoder_is_the_upsampling_one_unchanged():
+    shape = (1, 28, 28)
+    default = mnn.build_autoencoder("conv", shape, 10)[1]
+    explicit = mnn.build_autoencoder("conv", shape, 10, decoder="upsample")[1]
+    transposed = mnn.build_autoencoder("conv", shape, 10, decoder="transposed")[1]
+    # the state_dict of the upsampling decoder as it was before the transposed one existed
+    expected = {"project.0.weight": (72, 10), "project.0.bias": (72,),
+                **{f"blocks.{i}.weight": (8, 8, 3, 3) for i in (0, 3, 6)},
+                **{f"blocks.{i}.bias": (8,) for i in (0, 3, 6)},
+                "blocks.9.weight": (1, 8, 3, 3), "blocks.9.bias": (1,)}
+    for decoder in (default, explicit):
+        assert {k: tuple(v.shape) for k, v in decoder.state_dict().items()} == expected
+        assert decoder.kind == "upsample"
+        assert [m.size for m in decoder.modules() if isinstance(m, torch.nn.Upsample)] == [(7, 7), (14, 14), (28, 28)]
+        assert torch.nn.ConvTranspose2d not in _layer_types(decoder)
+    # same number of parameters: one filters x filters x 3 x 3 kernel per block either way
+    assert sum(p.numel() for p in transposed.parameters()) == sum(p.numel() for p in default.parameters())
+
+
+def test_xavier_init_initialises_transposed_convolutions_and_draws_as_before_for_upsampling():
+    decoder = mnn.build_autoencoder("conv", (1, 8, 8), 3, filters=2, n_blocks=2, decoder="transposed")[1]
+    for m in decoder.modules():
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            torch.nn.init.constant_(m.weight, 7.0)
+            torch.nn.init.constant_(m.bias, 7.0)
+    mnn.xavier_init(decoder)
+    bound = math.sqrt(6.0 / (2 * 9 + 2 * 9))
+    for m in decoder.modules():
+        if isinstance(m, torch.nn.ConvTranspose2d):
+            assert 0 < m.weight.abs().max() <= bound and torch.all(m.bias == 0)
+    # an upsampling decoder has no ConvTranspose2d: the global generator advances exactly as before
+    torch.manual_seed(3)
+    upsample = mnn.build_autoencoder("conv", (1, 8, 8), 3, filters=2, n_blocks=2)[1]
+    mnn.xavier_init(upsample)
+    torch.manual_seed(3)
+    reference = mnn.build_autoencoder("conv", (1, 8, 8), 3, filters=2, n_blocks=2)[1]
+    for m in reference.modules():
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)):
+            torch.nn.init.xavier_uniform_(m.weight)
+            torch.nn.init.zeros_(m.bias)
+    assert states_equal(upsample, reference)
+
+
+def test_a_default_conv_fit_equals_one_with_decoder_upsample(images):
+    X = images[0][:40]
+    params = dict(arch="conv", n_blocks=2, epochs=1, **TINY)
+    default = AutoEncoder(**params).fit(X)
+    explicit = AutoEncoder(decoder="upsample", **params).fit(X)
+    assert np.array_equal(default.reconstruct(X), explicit.reconstruct(X))
+    assert states_equal(default.decoder_, explicit.decoder_)
+
+
+CONV = dict(arch="conv", filters=2, n_blocks=2, latent_dim=3, epochs=1, batch_size=16, device="cpu")
+CONV_ESTIMATORS = {
+    "ae": lambda **kw: AutoEncoder(**CONV, **kw),
+    "vae": lambda **kw: VAE(**CONV, **kw),
+    "aekm": lambda **kw: AEClustering(2, clusterer="gmm", n_init=1, **CONV, **kw),
+    "vade": lambda **kw: mixclust.VaDE(2, init="kmeans", pretrain_epochs=1, n_init=1, **CONV, **kw),
+    "moa": lambda **kw: mixclust.MoA(2, init="kmeans", pretrain_epochs=1, router_epochs=1, n_init=1, **CONV, **kw),
+}
+
+
+def _decoders(model) -> list[torch.nn.Module]:
+    if isinstance(model, AEClustering):
+        return [model.autoencoder_.decoder_]
+    if isinstance(model, AutoEncoder):
+        return [model.decoder_]
+    if isinstance(model, mixclust.MoA):
+        return list(model.network_.experts.decoders)
+    return [model.network_.decoder]
+
+
+@pytest.mark.filterwarnings("ignore::mixclust.DegenerateFitWarning")  # one epoch on 40 images: may collapse
+@pytest.mark.parametrize("name", list(CONV_ESTIMATORS))
+def test_every_conv_estimator_fits_saves_and_loads_a_transposed_decoder(name, images, tmp_path):
+    X = images[0][:40]
+    model = CONV_ESTIMATORS[name](decoder="transposed").fit(X)
+    assert model.get_params()["decoder"] == "transposed"
+    for decoder in _decoders(model):
+        types = _layer_types(decoder)
+        assert torch.nn.ConvTranspose2d in types and torch.nn.Upsample not in types
+    out = (lambda m: m.reconstruct(X)) if isinstance(model, AutoEncoder) else (lambda m: m.predict_proba(X))
+    model.save(tmp_path / "model")
+    loaded = mixclust.load(tmp_path / "model")
+    assert type(loaded) is type(model) and loaded.get_params() == model.get_params()
+    assert all(torch.nn.ConvTranspose2d in _layer_types(d) for d in _decoders(loaded))
+    assert np.array_equal(out(loaded), out(model))
+    if hasattr(model, "labels_"):
+        assert np.array_equal(loaded.predict(X), model.predict(X))
+
+
+@pytest.mark.parametrize("name", list(CONV_ESTIMATORS))
+def test_an_unknown_decoder_is_a_clear_error(name, images):
+    with pytest.raises(ValueError, match=r"unknown decoder 'deconv'; expected one of 'upsample', 'transposed'"):
+        CONV_ESTIMATORS[name](decoder="deconv").fit(images[0][:40])
+
+
+def test_build_autoencoder_refuses_an_unknown_decoder_for_every_arch():
+    for arch, shape in (("conv", (1, 8, 8)), ("mlp", (16,))):
+        with pytest.raises(ValueError, match="unknown decoder 'nearest'"):
+            mnn.build_autoencoder(arch, shape, 3, decoder="nearest")
+
+
+def test_the_decoder_does_nothing_to_an_mlp(images):
+    X = images[0][:40]
+    params = dict(arch="mlp", epochs=1, **TINY)
+    a = AutoEncoder(**params).fit(X)
+    b = AutoEncoder(decoder="transposed", **params).fit(X)
+    assert np.array_equal(a.reconstruct(X), b.reconstruct(X))
+
+
+@pytest.mark.parametrize("name, argument", [("vade", "pretrained"), ("moa", "initialised")])
+def test_a_warm_start_needs_the_same_decoder(name, argument, images):
+    X = images[0][:40]
+    base = CONV_ESTIMATORS[name]()
+    base = base.pretrain(X) if name == "vade" else base.initialise(X)
+    with pytest.raises(ValueError, match="differs in parameters its first stage depends on: decoder"):
+        CONV_ESTIMATORS[name](decoder="transposed").fit(X, **{argument: base})
+
+
+def test_the_default_decoder_keeps_the_suite_cache_key():
+    from mixclust.studies import suite
+
+    model = mixclust.VaDE(10, random_state=0)
+    assert "'decoder'" not in suite._params_key(model)  # runs cached before the parameter existed stay valid
+    assert "'decoder'" in suite._params_key(model.set_params(decoder="transposed"))

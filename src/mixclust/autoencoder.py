@@ -191,6 +191,10 @@ class AutoEncoder(DeepEstimator):
         Convolutional network: ``n_blocks`` x [Conv ``filters`` 3x3, ReLU, MaxPool 2] then a
         dense layer to the latent (see :mod:`mixclust.nn`; odd sizes are floored by the pooling
         and the decoder upsamples back to the exact input size).
+    decoder : {"upsample", "transposed"}, default="upsample"
+        The convolutional decoder's blocks: [Conv 3x3, ReLU, nearest upsampling] (the MoA source's CAE) or
+        [ConvTranspose 3x3 stride 2, ReLU] (the AE-vs-VAE source, SPEC §3); see :mod:`mixclust.nn`. No effect
+        with the MLP (``arch="mlp"``, or ``"auto"``).
     loss : {"mse", "bce"}, default="mse"
         Summed over pixels per sample, averaged over the batch. ``bce`` needs data in [0, 1].
     epochs : int or "auto", default="auto"
@@ -237,13 +241,14 @@ class AutoEncoder(DeepEstimator):
     _auto_epochs = {"epochs": (30, 2000)}
 
     def __init__(self, *, arch="auto", latent_dim=10, hidden=mnn.MLP_HIDDEN, filters=8, n_blocks=3,
-                 loss="mse", epochs="auto", batch_size="auto", lr=1e-3, clip_norm=None, patience=None,
-                 checkpoint_dir=None, random_state=0, device="auto", verbose=0):
+                 decoder="upsample", loss="mse", epochs="auto", batch_size="auto", lr=1e-3, clip_norm=None,
+                 patience=None, checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         self.arch = arch
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.filters = filters
         self.n_blocks = n_blocks
+        self.decoder = decoder
         self.loss = loss
         self.epochs = epochs
         self.batch_size = batch_size
@@ -270,6 +275,7 @@ class AutoEncoder(DeepEstimator):
         _check_hidden(self.hidden)
         check_int(self.filters, "filters", 1)
         check_int(self.n_blocks, "n_blocks", 1)
+        check_option(self.decoder, "decoder", mnn.DECODERS)
         check_option(self.loss, "loss", LOSSES)
         if self.random_state is not None:
             check_int(self.random_state, "random_state", 0)
@@ -288,7 +294,7 @@ class AutoEncoder(DeepEstimator):
         encoder, decoder = mnn.build_autoencoder(
             attributes["arch_"], tuple(attributes["input_shape_"]), int(self.latent_dim),
             hidden=_check_hidden(self.hidden), filters=int(self.filters), n_blocks=int(self.n_blocks),
-            gaussian=self._gaussian, output_activation=attributes["output_activation_"])
+            gaussian=self._gaussian, output_activation=attributes["output_activation_"], decoder=self.decoder)
         device = self._device()
         return {"encoder_": encoder.to(device), "decoder_": decoder.to(device)}
 
@@ -407,12 +413,12 @@ class VAE(AutoEncoder):
     _gaussian = True
 
     def __init__(self, *, arch="auto", latent_dim=10, hidden=mnn.MLP_HIDDEN, filters=8, n_blocks=3,
-                 loss="mse", beta=1.0, epochs="auto", batch_size="auto", lr=1e-3, clip_norm=None, patience=None,
-                 checkpoint_dir=None, random_state=0, device="auto", verbose=0):
+                 decoder="upsample", loss="mse", beta=1.0, epochs="auto", batch_size="auto", lr=1e-3, clip_norm=None,
+                 patience=None, checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         super().__init__(arch=arch, latent_dim=latent_dim, hidden=hidden, filters=filters, n_blocks=n_blocks,
-                         loss=loss, epochs=epochs, batch_size=batch_size, lr=lr, clip_norm=clip_norm,
-                         patience=patience, checkpoint_dir=checkpoint_dir, random_state=random_state,
-                         device=device, verbose=verbose)
+                         decoder=decoder, loss=loss, epochs=epochs, batch_size=batch_size, lr=lr,
+                         clip_norm=clip_norm, patience=patience, checkpoint_dir=checkpoint_dir,
+                         random_state=random_state, device=device, verbose=verbose)
         self.beta = beta
 
     def _check_parameters(self) -> None:
@@ -438,8 +444,8 @@ class VAE(AutoEncoder):
 # ------------------------------------------------------------------------------------------------
 # Clustering in the latent space
 # ------------------------------------------------------------------------------------------------
-_AE_PARAMS = ("arch", "latent_dim", "hidden", "filters", "n_blocks", "loss", "epochs", "batch_size", "lr",
-              "clip_norm", "patience", "checkpoint_dir", "device", "verbose")
+_AE_PARAMS = ("arch", "latent_dim", "hidden", "filters", "n_blocks", "decoder", "loss", "epochs", "batch_size",
+              "lr", "clip_norm", "patience", "checkpoint_dir", "device", "verbose")
 
 
 @register("aekm")
@@ -482,6 +488,8 @@ class AEClustering(DeepEstimator):
         The autoencoder's (see :class:`AutoEncoder`, :class:`VAE`; ``beta`` only with ``variational=True``).
         ``validation_data`` given to ``fit`` goes to the autoencoder (``val_loss``, early stopping on it with
         ``patience``).
+    decoder : {"upsample", "transposed"}, default="upsample"
+        The autoencoder's convolutional decoder (see :class:`AutoEncoder`); no effect with the MLP.
     n_init : int or "auto", default="auto"
         Runs (autoencoder and clusterer) from different seeds; the kept run has the lowest reconstruction
         error among those :func:`mixclust.metrics.degeneracy` does not flag. ``"auto"``: one run, and up to 3
@@ -512,8 +520,8 @@ class AEClustering(DeepEstimator):
 
     def __init__(self, n_clusters=10, *, clusterer="manifold", variational=False, covariance_type="full",
                  reg_covar=1e-6, arch="auto", latent_dim=10, hidden=mnn.MLP_HIDDEN, filters=8, n_blocks=3,
-                 loss="mse", beta=1.0, epochs="auto", batch_size="auto", lr=1e-3, clip_norm=None, patience=None,
-                 n_init="auto", checkpoint_dir=None, random_state=0, device="auto", verbose=0):
+                 decoder="upsample", loss="mse", beta=1.0, epochs="auto", batch_size="auto", lr=1e-3, clip_norm=None,
+                 patience=None, n_init="auto", checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         self.n_clusters = n_clusters
         self.n_init = n_init
         self.clusterer = clusterer
@@ -525,6 +533,7 @@ class AEClustering(DeepEstimator):
         self.hidden = hidden
         self.filters = filters
         self.n_blocks = n_blocks
+        self.decoder = decoder
         self.loss = loss
         self.beta = beta
         self.epochs = epochs

@@ -341,6 +341,9 @@ class MoA(DeepEstimator):
         against 0.627 / 0.474 (K-means 0.742 and 0.499). Ignored for ``init="random"``.
     latent_dim, filters, n_blocks, hidden : expert architecture (``arch="auto"``: MLP experts for tabular
         input and images alike; ``arch="conv"``: the CAE of SPEC §1).
+    decoder : {"upsample", "transposed"}, default="upsample"
+        The conv experts' decoder: nearest upsampling (the CAE of the MoA source) or stride-2 transposed
+        convolutions (the AE-vs-VAE source, SPEC §3); see :mod:`mixclust.nn`. No effect on MLP experts.
     router_filters, router_hidden : router architecture.
     experts_path : {"auto", "loop", "vmap"}, default="auto" (loop on the CPU, vmap on CUDA).
     epochs : int or "auto", default="auto"
@@ -360,15 +363,16 @@ class MoA(DeepEstimator):
     _convolutional_parts = True  # the router (SPEC §1) on images
     _degenerate_hint = "a balance term (balance=...), features scaled to [0, 1], or n_init=5 may help"
     _warm_start_params = ("n_clusters", "init", "pretrain_epochs", "router_epochs", "specialise", "arch", "latent_dim",
-                          "filters", "n_blocks", "hidden", "router_filters", "router_hidden", "batch_size", "lr",
-                          "random_state")
+                          "filters", "n_blocks", "decoder", "hidden", "router_filters", "router_hidden", "batch_size",
+                          "lr", "random_state")
 
     def __init__(self, n_clusters=2, *, loss="competitive", gram="batch", ridge=1e-4, ema_momentum=0.9,
                  competitive_scale="auto", switch_weight=0.01, balance="auto", init="manifold", pretrain_epochs="auto",
                  router_epochs="auto", specialise=True,
-                 arch="auto", latent_dim=10, filters=8, n_blocks=3, hidden=(256, 64), router_filters=8,
-                 router_hidden=(64,), experts_path="auto", epochs="auto", batch_size="auto", lr=1e-3, clip_norm=None,
-                 patience=None, n_init="auto", checkpoint_dir=None, random_state=0, device="auto", verbose=0):
+                 arch="auto", latent_dim=10, filters=8, n_blocks=3, decoder="upsample", hidden=(256, 64),
+                 router_filters=8, router_hidden=(64,), experts_path="auto", epochs="auto", batch_size="auto",
+                 lr=1e-3, clip_norm=None, patience=None, n_init="auto", checkpoint_dir=None, random_state=0,
+                 device="auto", verbose=0):
         self.n_clusters = n_clusters
         self.n_init = n_init
         self.loss = loss
@@ -386,6 +390,7 @@ class MoA(DeepEstimator):
         self.latent_dim = latent_dim
         self.filters = filters
         self.n_blocks = n_blocks
+        self.decoder = decoder
         self.hidden = hidden
         self.router_filters = router_filters
         self.router_hidden = router_hidden
@@ -407,6 +412,7 @@ class MoA(DeepEstimator):
         check_option(self.loss, "loss", LOSSES)
         check_option(self.gram, "gram", GRAMS)
         check_option(self.experts_path, "experts_path", EXPERT_PATHS)
+        check_option(self.decoder, "decoder", mnn.DECODERS)
         check_float(self.ridge, "ridge", 0.0)
         check_float(self.ema_momentum, "ema_momentum", 0.0)
         if self.ema_momentum >= 1:
@@ -435,7 +441,7 @@ class MoA(DeepEstimator):
         experts = [mnn.build_autoencoder(attributes["arch_"], shape, int(self.latent_dim),
                                          output_activation=attributes.get("output_activation_", "sigmoid"),
                                          hidden=_check_hidden(self.hidden), filters=int(self.filters),
-                                         n_blocks=int(self.n_blocks))
+                                         n_blocks=int(self.n_blocks), decoder=self.decoder)
                    for _ in range(int(self.n_clusters))]
         router = Router(shape, int(self.n_clusters), int(self.router_filters), _check_hidden(self.router_hidden))
         return {"network_": MoANetwork(Experts(experts, self._path()), router, int(self.n_clusters)).to(self._device())}

@@ -6,13 +6,24 @@ Shapes: tabular input is (batch, D); image input is (batch, C, H, W).
   decoder d-2000-500-500-D, ReLU between layers.
 * Convolutional (default the CAE of SPEC §1): encoder ``n_blocks`` x [Conv ``filters``
   3x3 (padding 1), ReLU, MaxPool 2x2], Flatten, Linear -> d; decoder Linear, reshape,
-  ``n_blocks`` x [Conv 3x3, ReLU, nearest upsampling], Conv 3x3 -> C.
+  ``n_blocks`` x an upsampling block, Conv 3x3 -> C (sigmoid for data in [0, 1]). The
+  upsampling block is chosen by ``decoder`` (:data:`DECODERS`):
+
+  - ``"upsample"`` (the default): [Conv 3x3, ReLU, nearest upsampling]; the CAE of the
+    MoA source ([MOA], SPEC §1) upsamples;
+  - ``"transposed"``: [ConvTranspose 3x3 stride 2, ReLU]; the AE-vs-VAE source
+    ([AEVAE], SPEC §3) decodes with transposed convolutions. Same number of parameters
+    as ``"upsample"`` (one filters x filters x 3 x 3 kernel per block).
 
 **Odd sizes.** Max-pooling floors odd sizes (28 -> 14 -> 7 -> 3), which a plain
 x2 upsampling cannot invert (3 -> 6 -> 12 -> 24). The encoder records the size
-of every feature map and the decoder upsamples to exactly those sizes in reverse
-(3 -> 7 -> 14 -> 28, nearest neighbour), so the output always has the input's
-shape, for any H, W and channel count, with no padding or cropping.
+of every feature map and the decoder maps back to exactly those sizes in reverse
+(3 -> 7 -> 14 -> 28), so the output always has the input's shape, for any H, W
+(odd or even, square or not) and channel count, with no cropping: ``"upsample"``
+by nearest neighbour to the recorded size, ``"transposed"`` by choosing, per step
+and per axis, the padding and output padding of the stride-2 transposed convolution
+(:func:`transposed_padding`: an even target 2n gets padding 1 and output padding 1,
+an odd target 2n + 1 padding 0 and output padding 0).
 """
 
 from __future__ import annotations
@@ -22,6 +33,10 @@ import math
 from torch import nn
 
 MLP_HIDDEN = (500, 500, 2000)
+#: Upsampling blocks of the convolutional decoder (``decoder=`` of the deep estimators; see the module docstring).
+DECODERS = ("upsample", "transposed")
+#: Kernel and stride of the ``"transposed"`` decoder's transposed convolutions.
+TRANSPOSED_KERNEL, TRANSPOSED_STRIDE = 3, 2
 
 
 def mlp(sizes, final_activation: nn.Module | None = None) -> nn.Sequential:
@@ -64,19 +79,60 @@ class ConvEncoderBody(nn.Module):
         return self.blocks(x)
 
 
+def transposed_padding(in_size: int, out_size: int, kernel: int = TRANSPOSED_KERNEL,
+                       stride: int = TRANSPOSED_STRIDE) -> tuple[int, int]:
+    """``(padding, output_padding)`` of a ConvTranspose2d mapping ``in_size`` to exactly ``out_size`` along one axis.
+
+    Its output size is ``(in - 1) * stride - 2 * padding + kernel + output_padding``, with
+    ``0 <= output_padding < stride``; the smallest padding >= 0 that reaches ``out_size`` is chosen.
+    With kernel 3, stride 2: 3 -> 7 is (0, 0), 7 -> 14 (1, 1), 14 -> 28 (1, 1).
+    """
+    base = (in_size - 1) * stride + kernel
+    padding = max(0, -(-(base - out_size) // 2))
+    output_padding = out_size - base + 2 * padding
+    if not 0 <= output_padding < stride:
+        raise ValueError(f"a transposed convolution (kernel {kernel}, stride {stride}) cannot map size {in_size} "
+                         f"to {out_size}")
+    return padding, output_padding
+
+
+def transposed_output_size(in_size: int, padding: int, output_padding: int, kernel: int = TRANSPOSED_KERNEL,
+                           stride: int = TRANSPOSED_STRIDE) -> int:
+    """Output size of ConvTranspose2d along one axis (torch's formula, dilation 1)."""
+    return (in_size - 1) * stride - 2 * padding + kernel + output_padding
+
+
 class ConvDecoder(nn.Module):
-    """Mirror of :class:`ConvEncoderBody`: (B, d) -> (B, C, H, W), upsampling to the recorded sizes."""
+    """Mirror of :class:`ConvEncoderBody`: (B, d) -> (B, C, H, W), back to exactly the recorded sizes.
+
+    ``kind="upsample"``: ``n_blocks`` x [Conv 3x3, ReLU, nearest Upsample to the recorded size];
+    ``kind="transposed"``: ``n_blocks`` x [ConvTranspose2d 3x3 stride 2 (padding and output padding per
+    axis from :func:`transposed_padding`), ReLU]. Either is followed by Conv 3x3 -> C and, for
+    ``output_activation="sigmoid"``, a sigmoid (see the module docstring for why both exist).
+    """
 
     def __init__(self, latent_dim: int, input_shape, filters: int = 8, n_blocks: int = 3,
-                 output_activation: str = "sigmoid"):
+                 output_activation: str = "sigmoid", kind: str = "upsample"):
         super().__init__()
+        if kind not in DECODERS:
+            raise ValueError(f"unknown decoder {kind!r}; expected one of {', '.join(map(repr, DECODERS))}")
         channels, height, width = input_shape
         self.sizes = conv_feature_sizes(height, width, n_blocks)
         self.filters = filters
+        self.kind = kind
         self.project = nn.Sequential(nn.Linear(latent_dim, filters * math.prod(self.sizes[-1])), nn.ReLU())
         layers: list[nn.Module] = []
-        for size in reversed(self.sizes[:-1]):
-            layers += [nn.Conv2d(filters, filters, 3, padding=1), nn.ReLU(), nn.Upsample(size=size, mode="nearest")]
+        for source, size in zip(reversed(self.sizes[1:]), reversed(self.sizes[:-1])):
+            if kind == "upsample":
+                layers += [nn.Conv2d(filters, filters, 3, padding=1), nn.ReLU(), nn.Upsample(size=size, mode="nearest")]
+                continue
+            pads = [transposed_padding(a, b) for a, b in zip(source, size)]
+            reached = tuple(transposed_output_size(a, *pad) for a, pad in zip(source, pads))
+            if reached != tuple(size):  # the formula's promise, checked for every step
+                raise AssertionError(f"transposed decoder maps {source} to {reached}, not {size}")
+            layers += [nn.ConvTranspose2d(filters, filters, TRANSPOSED_KERNEL, stride=TRANSPOSED_STRIDE,
+                                          padding=tuple(p for p, _ in pads), output_padding=tuple(o for _, o in pads)),
+                       nn.ReLU()]
         layers.append(nn.Conv2d(filters, channels, 3, padding=1))
         if output_activation == "sigmoid":
             layers.append(nn.Sigmoid())
@@ -105,29 +161,38 @@ class Encoder(nn.Module):
 
 
 def build_autoencoder(arch: str, input_shape: tuple, latent_dim: int, *, hidden=MLP_HIDDEN, filters: int = 8,
-                      n_blocks: int = 3, gaussian: bool = False, output_activation: str = "sigmoid"):
-    """Encoder and decoder for ``arch`` in {"mlp", "conv"} and ``input_shape`` (D,) or (C, H, W)."""
+                      n_blocks: int = 3, gaussian: bool = False, output_activation: str = "sigmoid",
+                      decoder: str = "upsample"):
+    """Encoder and decoder for ``arch`` in {"mlp", "conv"} and ``input_shape`` (D,) or (C, H, W).
+
+    ``decoder`` in :data:`DECODERS` is the convolutional decoder's upsampling (:class:`ConvDecoder`); it is
+    checked for every ``arch`` but the MLP decoder does not use it.
+    """
+    if decoder not in DECODERS:
+        raise ValueError(f"unknown decoder {decoder!r}; expected one of {', '.join(map(repr, DECODERS))}")
     if arch == "mlp":
         n_inputs = math.prod(input_shape)
         body = nn.Sequential(nn.Flatten(), mlp([n_inputs, *hidden]), nn.ReLU()) if hidden else nn.Flatten()
         encoder = Encoder(body, hidden[-1] if hidden else n_inputs, latent_dim, gaussian)
         final = nn.Sigmoid() if output_activation == "sigmoid" else None
-        decoder = nn.Sequential(mlp([latent_dim, *reversed(hidden), n_inputs], final), nn.Unflatten(1, input_shape))
-        return encoder, decoder
+        return encoder, nn.Sequential(mlp([latent_dim, *reversed(hidden), n_inputs], final),
+                                      nn.Unflatten(1, input_shape))
     if arch == "conv":
         if len(input_shape) != 3:
             raise ValueError(f"arch='conv' needs image input (n, C, H, W), got sample shape {input_shape}")
         body = ConvEncoderBody(input_shape, filters, n_blocks)
         encoder = Encoder(body, body.out_features, latent_dim, gaussian)
-        decoder = ConvDecoder(latent_dim, input_shape, filters, n_blocks, output_activation)
-        return encoder, decoder
+        return encoder, ConvDecoder(latent_dim, input_shape, filters, n_blocks, output_activation, kind=decoder)
     raise ValueError(f"unknown arch {arch!r}; expected 'auto', 'mlp' or 'conv'")
 
 
 def xavier_init(module: nn.Module) -> None:
-    """Xavier-uniform weights and zero biases for every Linear and Conv layer (SPEC §2 step 1)."""
+    """Xavier-uniform weights and zero biases for every Linear, Conv and transposed Conv layer (SPEC §2 step 1).
+
+    (ConvTranspose2d is not a Conv2d; networks without one draw exactly the same weights as before it was listed.)
+    """
     for layer in module.modules():
-        if isinstance(layer, (nn.Linear, nn.Conv2d)):
+        if isinstance(layer, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.xavier_uniform_(layer.weight)
             if layer.bias is not None:
                 nn.init.zeros_(layer.bias)

@@ -213,6 +213,9 @@ class VaDE(DeepEstimator):
         initialised by EM of a full GMM from the K-means centroids, or diagonal (the original VaDE).
     assign : {"head", "posterior"}, default="posterior"
     arch : {"auto", "mlp", "conv"}; hidden, filters, n_blocks : network sizes (see mixclust.nn).
+    decoder : {"upsample", "transposed"}, default="upsample"
+        The convolutional decoder's blocks: nearest upsampling (the MoA source's CAE) or stride-2 transposed
+        convolutions (the AE-vs-VAE source, SPEC §3); see :mod:`mixclust.nn`. No effect with the MLP.
     loss : {"mse", "bce"}, reconstruction likelihood.
     decoder_variance : float or "auto", default="auto"
         :math:`\sigma^2` of the Gaussian decoder (``loss="mse"``): the reconstruction term is
@@ -289,7 +292,7 @@ class VaDE(DeepEstimator):
         ``reason`` says what the final epoch looked like. None otherwise.
     """
 
-    _warm_start_params = ("n_clusters", "latent_dim", "arch", "hidden", "filters", "n_blocks", "loss",
+    _warm_start_params = ("n_clusters", "latent_dim", "arch", "hidden", "filters", "n_blocks", "decoder", "loss",
                           "pretrain_epochs", "pretrain_lr", "batch_size", "random_state")
     _warm_start_free_keys = ("prior_tril",)
     _auto_epochs = {"pretrain_epochs": (30, 2000), "epochs": (20, 2000)}
@@ -298,9 +301,10 @@ class VaDE(DeepEstimator):
 
     def __init__(self, n_clusters=10, *, latent_dim=10, beta=1.0, eta=0.0, temperature=1.0, kl="vade",
                  assign="posterior", covariance_type="full", arch="auto", hidden=mnn.MLP_HIDDEN, filters=8,
-                 n_blocks=3, loss="mse", decoder_variance="auto", init="manifold", prior_weights="laplace",
-                 n_init="auto", pretrain_epochs="auto", pretrain_lr=1e-3, epochs="auto", batch_size="auto", lr=1e-3,
-                 clip_norm=5.0, patience=None, checkpoint_dir=None, random_state=0, device="auto", verbose=0):
+                 n_blocks=3, decoder="upsample", loss="mse", decoder_variance="auto", init="manifold",
+                 prior_weights="laplace", n_init="auto", pretrain_epochs="auto", pretrain_lr=1e-3, epochs="auto",
+                 batch_size="auto", lr=1e-3, clip_norm=5.0, patience=None, checkpoint_dir=None, random_state=0,
+                 device="auto", verbose=0):
         self.n_clusters = n_clusters
         self.latent_dim = latent_dim
         self.beta = beta
@@ -313,6 +317,7 @@ class VaDE(DeepEstimator):
         self.hidden = hidden
         self.filters = filters
         self.n_blocks = n_blocks
+        self.decoder = decoder
         self.loss = loss
         self.decoder_variance = decoder_variance
         self.init = init
@@ -342,6 +347,7 @@ class VaDE(DeepEstimator):
         check_option(self.kl, "kl", KL_KINDS)
         check_option(self.assign, "assign", ASSIGN_KINDS)
         check_option(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        check_option(self.decoder, "decoder", mnn.DECODERS)
         check_option(self.loss, "loss", LOSSES)
         check_option(self.init, "init", INIT_KINDS)
         check_option(self.prior_weights, "prior_weights", PRIOR_WEIGHTS)
@@ -354,7 +360,7 @@ class VaDE(DeepEstimator):
         encoder, decoder = mnn.build_autoencoder(
             attributes["arch_"], tuple(attributes["input_shape_"]), int(self.latent_dim),
             hidden=_check_hidden(self.hidden), filters=int(self.filters), n_blocks=int(self.n_blocks),
-            gaussian=True, output_activation=attributes["output_activation_"])
+            gaussian=True, output_activation=attributes["output_activation_"], decoder=self.decoder)
         network = VaDENetwork(encoder, decoder, encoder.mean.in_features, int(self.n_clusters),
                               int(self.latent_dim), full_covariance=self.covariance_type == "full")
         return {"network_": network.to(self._device())}

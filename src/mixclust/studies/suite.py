@@ -170,7 +170,7 @@ def flattens_images(model) -> bool:
 #: Parameters added after runs were cached, whose default is the computation those runs made: at that value
 #: they stay out of the cache key, so adding them does not discard the cached runs (``prior_weights="laplace"``
 #: is the start tests/test_vade.py::test_prior_initialisation_is_laplace_smoothed_kmeans pins).
-NEUTRAL_DEFAULTS = {"prior_weights": "laplace"}
+NEUTRAL_DEFAULTS = {"prior_weights": "laplace", "decoder": "upsample"}
 
 
 def _params_key(model) -> str:
