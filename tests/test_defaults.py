@@ -171,6 +171,8 @@ def test_vade_keeps_its_healthy_start_when_training_collapses_it():
     assert model.degeneracy_guard_ is not None, "the guard did not fire: pick a config that collapses"
     assert degeneracy(model.labels_, 3) is None  # the kept network is the healthy one
     assert model.degeneracy_guard_["restored_epoch"] < model.degeneracy_guard_["epochs"]
+    with pytest.raises(TypeError, match="degeneracy_guard"):
+        VaDE(3, **config, degeneracy_guard="yes").fit(X)
 
 
 # -- budgets that follow the data -------------------------------------------------------------------------
