@@ -268,3 +268,22 @@ def test_mini_batches_on_20000_points_without_an_n_by_n_array():
     assert peak < 0.02 * n * n * 4  # an n x n float32 array would be 1.6 GB; the peak is a few MB
     assert len(model.history_) == 2
     assert adjusted_rand_score(y, model.labels_) > 0.95
+
+
+def test_auto_standardisation_keeps_the_relative_scale_of_unit_interval_data():
+    from mixclust import ObjectiveClustering
+
+    rng = np.random.default_rng(0)
+    pixels = rng.random((60, 12)).astype(np.float32)
+    pixels[:, :3] *= 0.01  # border pixels: almost always dark
+    small = dict(epochs=1, n_init=1, init="random", random_state=0)
+    auto = ObjectiveClustering(3, **small).fit(pixels)
+    assert np.ptp(auto.scale_) == 0 and auto.scale_[0] > 0  # one scale for all features
+    np.testing.assert_allclose(auto.scale_[0] ** 2, pixels.astype(np.float64).var(axis=0).mean(), rtol=1e-6)
+    per_feature = ObjectiveClustering(3, standardize=True, **small).fit(pixels)
+    assert per_feature.scale_[0] < 0.1 * per_feature.scale_[5]
+    table = pixels * 10 - 3  # outside [0, 1]: "auto" standardises each feature, as True does
+    np.testing.assert_allclose(ObjectiveClustering(3, **small).fit(table).scale_,
+                               ObjectiveClustering(3, standardize=True, **small).fit(table).scale_)
+    with pytest.raises(TypeError, match="standardize"):
+        ObjectiveClustering(3, standardize="yes", **small).fit(pixels)

@@ -273,9 +273,18 @@ class ObjectiveClustering(DeepEstimator):
         training set, no labels) wins among the restarts :func:`mixclust.metrics.degeneracy` does not
         flag (``n_init_degenerate_`` has each restart's reason or None; a
         :class:`~mixclust.DegenerateFitWarning` when every restart is flagged).
-    standardize : bool, default=True
-        Centre each feature and divide it by its standard deviation (fitted ``mean_``, ``scale_``)
+    standardize : {"auto"} or bool, default="auto"
+        ``True``: centre each feature and divide it by its standard deviation (fitted ``mean_``, ``scale_``)
         before the network and the k-NN graph; the centroid objective's centres live in that space.
+        ``"auto"``: the same for general tables, but when every value lies in [0, 1] (pixels, or features a
+        user already put on one scale) each feature is centred and all are divided by one common standard
+        deviation, which keeps the features' relative scale and so the k-NN graph of the data as given.
+        Why: a pixel that is almost always dark (an image's border) has a tiny standard deviation, and
+        dividing by it makes its rare values dominate every distance. Share of each sample's 10 nearest
+        neighbours in its own class, raw pixels against per-feature standardisation (reports/suite):
+        20-object rotation set 0.799 / 0.632, digits 0.965 / 0.938, 1,000 MNIST 0.756 / 0.695, 1,000
+        Fashion-MNIST 0.677 / 0.670, 16 x 16 digits 0.830 / 0.781, pooled 20 classes 0.694 / 0.697, FSDD
+        0.768 / 0.764. ``False``: no scaling.
     random_state : int or None, default=0
         Seeds the initialisations, the restarts and the shuffling (deterministic on the CPU).
     device : {"auto", "cpu", "cuda"}, default="auto"
@@ -289,7 +298,8 @@ class ObjectiveClustering(DeepEstimator):
         "centroid" only: the centres (mean network output over the training set), in the original
         feature units.
     mean_, scale_ : ndarray (n_features,)
-        The standardisation (0 and 1 with ``standardize=False``).
+        The standardisation (0 and 1 with ``standardize=False``; one common ``scale_`` value when
+        ``"auto"`` found the data in [0, 1]).
     history_ : list of dict
         The kept restart's training, one dict per epoch (``loss``, ``seconds``, ``val_ari``/``val_nmi``
         with ``validation_data``).
@@ -313,7 +323,7 @@ class ObjectiveClustering(DeepEstimator):
 
     def __init__(self, n_clusters=2, *, objective="scan", hidden=(30,), activation=None, epochs=300,
                  batch_size=None, lr=0.01, n_neighbors=10, entropy_weight=2.0, balance_weight=0.0, n_init=3,
-                 init="auto", init_samples=2000, init_epochs=300, standardize=True, random_state=0,
+                 init="auto", init_samples=2000, init_epochs=300, standardize="auto", random_state=0,
                  device="auto", verbose=0):
         self.n_clusters = n_clusters
         self.objective = objective
@@ -354,8 +364,8 @@ class ObjectiveClustering(DeepEstimator):
             raise ValueError("init='spectral' needs a softmax output; the centroid objective uses init='random'")
         check_int(self.init_samples, "init_samples", 2)
         check_int(self.init_epochs, "init_epochs", 0)
-        if not isinstance(self.standardize, (bool, np.bool_)):
-            raise TypeError(f"standardize must be True or False, got {self.standardize!r}")
+        if not (isinstance(self.standardize, (bool, np.bool_)) or self.standardize == "auto"):
+            raise TypeError(f"standardize must be 'auto', True or False, got {self.standardize!r}")
         if self.random_state is not None:
             check_int(self.random_state, "random_state", 0)
         check_int(self.verbose, "verbose", 0)
@@ -459,8 +469,13 @@ class ObjectiveClustering(DeepEstimator):
         self.n_features_in_ = int(d)
         if self.standardize:
             self.mean_ = X.mean(axis=0, dtype=np.float64)
-            scale = X.std(axis=0, dtype=np.float64)
-            self.scale_ = np.where(scale > 0, scale, 1.0)
+            if self.standardize == "auto" and X.min() >= 0.0 and X.max() <= 1.0:
+                # one scale for all: the features' relative scale (and the k-NN graph) stay as given
+                common = float(np.sqrt(X.var(axis=0, dtype=np.float64).mean()))
+                self.scale_ = np.full(d, common if common > 0 else 1.0)
+            else:
+                scale = X.std(axis=0, dtype=np.float64)
+                self.scale_ = np.where(scale > 0, scale, 1.0)
         else:
             self.mean_, self.scale_ = np.zeros(d), np.ones(d)
         Xs = self._scale(X)
