@@ -295,6 +295,8 @@ def _column_mean(X: np.ndarray, chunk: int) -> np.ndarray:
 # Missing values: exact EM over the observed dimensions (Ghahramani & Jordan 1994)
 # ------------------------------------------------------------------------------------------------
 MISSING = ("error", "marginalize")
+_NOT_FINITE = ("the log-likelihood is not finite; the data may have extreme values (scale them) or reg_covar is "
+               "too small")
 
 
 def _has_nan(X: np.ndarray, chunk: int) -> bool:
@@ -728,8 +730,7 @@ class GaussianMixture(MixclustEstimator):
         distributed.all_reduce_sum(buffer)
         mean_log_lik = float(log_lik) / norm
         if not math.isfinite(mean_log_lik):
-            raise ValueError("the log-likelihood is not finite; the data may have extreme values "
-                             "(scale them) or reg_covar is too small")
+            raise ValueError(_NOT_FINITE)
         return mean_log_lik, stats
 
     # -- initialisation -------------------------------------------------------------------------
@@ -982,30 +983,20 @@ class GaussianMixture(MixclustEstimator):
         chunk = self._missing_chunk(d)
         covariances = _full_covariances(_covariances_from_cholesky(precisions_cholesky, self.covariance_type),
                                         self.covariance_type, K, d)
-        log_lik, labels, stats = _missing_e_pass(patterns, weights, means, covariances, n_samples, chunk)
-        log_lik /= n_samples
-        history, converged, collapsed = [], False, set()
-        bar = progress(range(self.max_iter), enabled=self.verbose > 0, desc=f"EM init {init + 1}/{self.n_init}",
-                       unit="it")
-        for _ in bar:
+        last = {}
+
+        def e_step(weights, means, covariances):
+            log_lik, last["labels"], stats = _missing_e_pass(patterns, weights, means, covariances, n_samples, chunk)
+            return log_lik / n_samples, stats
+
+        def m_step(stats):
             weights, means, covariances = _missing_m_step(stats, self.covariance_type, self.reg_covar)
             precisions_cholesky = _compute_precision_cholesky(covariances, self.covariance_type)
-            collapsed.update((weights * n_samples < 1.0).nonzero().flatten().tolist())
-            covariances = _full_covariances(covariances, self.covariance_type, K, d)
-            previous = log_lik
-            log_lik, labels, stats = _missing_e_pass(patterns, weights, means, covariances, n_samples, chunk)
-            log_lik /= n_samples
-            if not math.isfinite(log_lik):
-                raise ValueError("the log-likelihood is not finite; the data may have extreme values "
-                                 "(scale them) or reg_covar is too small")
-            history.append(log_lik)
-            bar.set_postfix(loglik=f"{log_lik:.6f}", refresh=False)
-            if abs(log_lik - previous) < self.tol:
-                converged = True
-                break
-        bar.close()
-        return {"params": (weights, means, precisions_cholesky), "log_likelihood": log_lik, "history": history,
-                "converged": converged, "n_iter": len(history), "labels": labels, "collapsed": sorted(collapsed)}
+            return (weights, means, precisions_cholesky), (weights, means, _full_covariances(
+                covariances, self.covariance_type, K, d))
+
+        result = self._iterate_em(init, params, e_step(weights, means, covariances), m_step, e_step, n_samples)
+        return {**result, "labels": last["labels"]}
 
     # -- online (stepwise) EM ---------------------------------------------------------------------
     def partial_fit(self, X, y=None):
@@ -1083,27 +1074,47 @@ class GaussianMixture(MixclustEstimator):
         the number of rows, or their total weight)."""
         weights, means, precisions_cholesky = params
         n_features = means.shape[1]
+        last = {}
+
+        def e_step(W):
+            last["W"] = W
+            return self._e_pass(W, features, norm, row_weights)
+
+        def m_step(stats):
+            weights, means, covariances = _m_step(stats, n_features, self.covariance_type, self.reg_covar, triu)
+            precisions_cholesky = _compute_precision_cholesky(covariances, self.covariance_type)
+            params = (weights, means, precisions_cholesky)
+            return params, (_natural_parameters(*params, self.covariance_type, triu),)
+
         W = _natural_parameters(weights, means, precisions_cholesky, self.covariance_type, triu)
-        log_lik, stats = self._e_pass(W, features, norm, row_weights)
+        result = self._iterate_em(init, params, e_step(W), m_step, e_step, norm)
+        return {**result, "W": last["W"]}
+
+    def _iterate_em(self, init: int, params, start, m_step, e_step, norm: float) -> dict:
+        """The EM loop of every fit path: from the initial ``params`` and ``start`` = (their mean
+        log-likelihood, statistics), alternate ``m_step(stats) -> (params, e_step arguments)`` and
+        ``e_step(*arguments) -> (mean log-likelihood, statistics)`` until the gain is below ``tol`` or
+        ``max_iter`` passes. ``params`` are (weights, means, precision Cholesky factors); a component with less
+        than one row's weight (``weights * norm < 1``) is reported as collapsed."""
+        log_lik, stats = start
         history, converged, collapsed = [], False, set()
         bar = progress(range(self.max_iter), enabled=self.verbose > 0 and distributed.is_main_process(),
                        desc=f"EM init {init + 1}/{self.n_init}", unit="it")
         for _ in bar:
-            weights, means, covariances = _m_step(stats, n_features, self.covariance_type, self.reg_covar, triu)
-            precisions_cholesky = _compute_precision_cholesky(covariances, self.covariance_type)
-            collapsed.update((weights * norm < 1.0).nonzero().flatten().tolist())
-            W = _natural_parameters(weights, means, precisions_cholesky, self.covariance_type, triu)
+            params, arguments = m_step(stats)
+            collapsed.update((params[0] * norm < 1.0).nonzero().flatten().tolist())
             previous = log_lik
-            log_lik, stats = self._e_pass(W, features, norm, row_weights)
+            log_lik, stats = e_step(*arguments)
+            if not math.isfinite(log_lik):
+                raise ValueError(_NOT_FINITE)  # the fast path's _e_pass checks too; the missing-value one does not
             history.append(log_lik)
             bar.set_postfix(loglik=f"{log_lik:.6f}", refresh=False)
             if abs(log_lik - previous) < self.tol:
                 converged = True
                 break
         bar.close()
-        return {"params": (weights, means, precisions_cholesky), "log_likelihood": log_lik,
-                "history": history, "converged": converged, "n_iter": len(history), "W": W,
-                "collapsed": sorted(collapsed)}
+        return {"params": params, "log_likelihood": log_lik, "history": history, "converged": converged,
+                "n_iter": len(history), "collapsed": sorted(collapsed)}
 
     def _set_fitted(self, weights, means, precisions_cholesky, shift):
         """Store parameters as float64 numpy arrays in the original (uncentred) coordinates."""
