@@ -66,11 +66,15 @@ class DegeneracyGuard:
         self.healthy_epoch: int | None = None
         self._state = None
 
-    def __call__(self, epoch: int, record: dict | None = None) -> None:
+    def _reason(self) -> str | None:
+        """Why the module's clustering of the watched rows is degenerate now, or None."""
         from .metrics import degeneracy
 
         proba = self.proba(self.rows)
-        reason = degeneracy(proba.argmax(1), self.n_clusters, proba)
+        return degeneracy(proba.argmax(1), self.n_clusters, proba)
+
+    def __call__(self, epoch: int, record: dict | None = None) -> None:
+        reason = self._reason()
         self.reasons[int(epoch)] = reason
         if reason is None:
             self.healthy_epoch = int(epoch)
@@ -80,12 +84,9 @@ class DegeneracyGuard:
         """If the module's state now (after training, and after any early-stopping restore) is degenerate
         and an epoch was healthy, load the latest healthy state. Returns what was done,
         ``{"reason": ..., "restored_epoch": e, "degenerate_epochs": [...], "epochs": last}``, or None."""
-        from .metrics import degeneracy
-
         if self._state is None:
             return None
-        proba = self.proba(self.rows)
-        reason = degeneracy(proba.argmax(1), self.n_clusters, proba)
+        reason = self._reason()
         if reason is None:
             return None
         self.module.load_state_dict(self._state)
