@@ -99,7 +99,7 @@ def write_fit_report(out_dir, model_name: str, X: np.ndarray, proba: np.ndarray,
     """
     import matplotlib.pyplot as plt
 
-    from .plotting import confusion_heatmap, image_grid, probability_colors
+    from .plotting import confusion_heatmap, image_grid, probability_colors, reliability_diagram
 
     started = time.perf_counter()
     X, proba = np.asarray(X), np.asarray(proba, dtype=np.float64)
@@ -174,15 +174,8 @@ def write_fit_report(out_dir, model_name: str, X: np.ndarray, proba: np.ndarray,
 
     if y is not None:
         bins = metrics.calibration_bins(y, proba)
-        used_bins = bins["count"] > 0
-        centres = 0.5 * (bins["edges"][:-1] + bins["edges"][1:])
         fig, ax = plt.subplots(figsize=(4.2, 4))
-        ax.bar(centres[used_bins], bins["accuracy"][used_bins], width=1 / len(centres), edgecolor="k",
-               color="tab:blue", label="accuracy (clusters matched to labels)")
-        ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
-        ax.set_xlabel("confidence (max of the soft assignment)")
-        ax.set_ylabel("fraction correct")
-        ax.legend(fontsize=7, loc="upper left")
+        reliability_diagram(ax, bins)
         report.figure(fig, "reliability.png", f"reliability diagram: expected calibration error "
                                               f"{metrics.ece_from_bins(bins):.3f} (15 bins)")
         table = metrics.confusion_table(y, labels)

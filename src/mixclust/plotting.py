@@ -85,6 +85,23 @@ def confusion_heatmap(ax, table: dict, title: str = ""):
     return im
 
 
+def reliability_diagram(ax, bins: dict, title: str = ""):
+    """Bars of accuracy per confidence bin (``metrics.calibration_bins``) against the diagonal of perfect
+    calibration; empty bins are left out."""
+    used = np.asarray(bins["count"]) > 0
+    edges = np.asarray(bins["edges"])
+    centres = 0.5 * (edges[:-1] + edges[1:])
+    ax.bar(centres[used], np.asarray(bins["accuracy"])[used], width=1 / len(centres), edgecolor="k",
+           color="tab:blue", label="accuracy (clusters matched to labels)")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence (max of the soft assignment)")
+    ax.set_ylabel("fraction correct")
+    ax.legend(fontsize=6, loc="upper left")
+    ax.set_title(title, fontsize=8)
+
+
 def image_grid(ax, images, nrow: int, titles=None):
     """Tile (n, C, H, W) images in [0, 1] into one picture with ``nrow`` rows on ``ax``."""
     images = np.asarray(images)

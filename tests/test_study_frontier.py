@@ -1,0 +1,52 @@
+"""The frontier study (issue 18) in quick mode: every step of the route and VaDE reported under both protocols,
+with calibration, reliability diagrams and the published rows; an interrupted study resumes from its cache."""
+
+import pickle
+
+import pytest
+
+from mixclust.studies import frontier as study
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("frontier")
+    path = study.run(out, quick=True, seed=0, cache=out / "runs.pkl")
+    return path, out
+
+
+def test_report_has_every_method_protocol_and_figure(finished):
+    path, out = finished
+    text = path.read_text()
+    assert "mixclust reproduce frontier --quick --seed 0" in text
+    for protocol in study.PROTOCOLS:
+        assert f"protocol `{protocol}`" in text
+        assert (out / f"reliability_mnist_{protocol}.png").stat().st_size > 5000
+    for method in study.METHODS:
+        assert text.count(f"| {method} | 1 |") == len(study.PROTOCOLS)  # its row in each summary table
+    # the published rows sit under the literature's protocol only
+    assert text.count("N2D (AE 1,000 epochs") == 1
+
+
+def test_route_rows_share_one_autoencoder_and_score_calibration(finished):
+    _, out = finished
+    runs = pickle.loads((out / "runs.pkl").read_bytes())
+    for (_name, protocol, _seed, part), rows in runs.items():
+        if part != "route":
+            continue
+        ae = {r["stages"]["autoencoder"] for r in rows if "autoencoder" in r["stages"]}
+        assert len(ae) == 1  # one shared network per (set, protocol, seed)
+        for r in rows:
+            assert 0.0 <= r["nmi"] <= 1.0
+            if r["ece"] is not None:
+                assert 0.0 <= r["ece"] <= 1.0
+                assert sum(r["bins"]["count"]) == (300 if protocol == "test" else 900)
+
+
+def test_rerun_resumes_from_the_cache(finished, monkeypatch):
+    path, out = finished
+    before = (out / "runs.pkl").read_bytes()
+    monkeypatch.setattr(study, "route", lambda *a, **k: pytest.fail("a cached run was trained again"))
+    monkeypatch.setattr(study, "vade", lambda *a, **k: pytest.fail("a cached run was trained again"))
+    study.run(out, quick=True, seed=0, cache=out / "runs.pkl")
+    assert (out / "runs.pkl").read_bytes() == before
