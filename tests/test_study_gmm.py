@@ -40,7 +40,7 @@ def test_readme_and_figures(readme):
     assert "mixclust reproduce gmm --quick --seed 0" in text
     assert "| data set | K | K-means ARI | GMM ARI | K-means NMI | GMM NMI |" in text
     figures = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text)
-    assert len(figures) == 6
+    assert len(figures) == 7
     for name in figures:
         assert (readme.parent / name).stat().st_size > 1000, name
     assert "never decreased" in text and "**decreased**" not in text
@@ -64,6 +64,29 @@ def test_kmeans_limit_is_reached(readme):
     assert float(smallest["ARI vs K-means labels"]) == 1.0
     assert float(smallest["max distance to K-means centres"]) < 1e-6
     assert float(smallest["mean max responsibility"]) == pytest.approx(1.0)
+
+
+def test_iris_two_petal_features_beside_four(readme):
+    text = readme.read_text()
+    assert "### 4.1 Two petal features, as the source drew it" in text
+    assert "](iris_petal_2d.png)" in text
+    assert (readme.parent / "iris_petal_2d.png").stat().st_size > 1000
+    table = _table(text, "gamma near 0.5")
+    assert list(table) == list(study.IRIS_VARIANTS)
+    for row in table.values():
+        near, below, pair = (int(row[c]) for c in ("gamma near 0.5", "max gamma < 0.9", "versicolor + virginica"))
+        assert 0 <= near <= below <= pair == 100, row
+        assert row["share < 0.9"] == f"{below / pair:.1%}"
+        assert 0 < float(row["ARI"]) <= 1 and 0 < float(row["NMI"]) <= 1
+        assert 1 / 3 <= float(row["lowest max gamma"]) < 1
+    assert table["2 petal features"]["columns"] == "petal length, petal width"
+    for name, row in table.items():  # the text quotes the table's numbers, not fixed ones
+        assert f"with {name}, {row['max gamma < 0.9']} " in text or f"With {name}, {row['max gamma < 0.9']} " in text
+
+
+def test_near_half_counts_both_species_in_range():
+    proba = np.array([[0.0, 0.5, 0.5], [0.0, 0.29, 0.71], [0.0, 0.3, 0.7], [0.2, 0.4, 0.4], [0.4, 0.3, 0.3]])
+    assert study.near_half(proba).tolist() == [True, False, True, True, True]
 
 
 def test_soft_kmeans_em_hardens_to_lloyd():

@@ -5,7 +5,8 @@ One function per section of the report:
 1. :func:`likelihood_curves` - mean log-likelihood per EM iteration; it must never decrease.
 2. :func:`kmeans_vs_gmm` - anisotropic and varied-variance blobs (plus blobs, moons, iris): ARI/NMI.
 3. :func:`moons_density` - GMM with K = 10 as a density model of two moons; held-out fit and BIC vs K.
-4. :func:`iris_soft` - soft assignments on Fisher's iris: the uncertain versicolor/virginica points.
+4. :func:`iris_soft` - soft assignments on Fisher's iris: the uncertain versicolor/virginica points, with
+   the GMM on all 4 features and on the two petal features only (4.1, as the source drew it).
 5. :func:`kmeans_limit` - EM with Sigma_k = eps I and pi_k = 1/K becomes K-means as eps -> 0.
 6. :func:`missing_values` - entries missing completely at random: exact EM (``missing="marginalize"``) vs
    mean imputation then EM, against the fit on the full data.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -35,6 +37,12 @@ SPECIES = ["setosa", "versicolor", "virginica"]
 COMPARISON = [("anisotropic", 3), ("varied", 3), ("blobs", 3), ("moons", 2), ("iris", 3)]
 EPSILONS = [30.0, 10.0, 3.0, 1.0, 0.3, 0.1, 0.03, 0.01, 1e-3]
 MISSING_FRACTIONS = [0.1, 0.2, 0.3, 0.4]
+IRIS_FEATURES = ["sepal length", "sepal width", "petal length", "petal width"]
+PETAL = [2, 3]  # petal length, petal width: the plane the iris figures are drawn in
+ALL_FEATURES = "4 features"
+IRIS_VARIANTS = {ALL_FEATURES: [0, 1, 2, 3], "2 petal features": PETAL}  # the iris fits compared in 4.1
+IRIS_PALETTE = [(0.6, 0.6, 0.6), (0.1, 0.35, 0.9), (0.9, 0.15, 0.1)]  # setosa, versicolor, virginica
+NEAR_HALF = (0.3, 0.7)  # gamma for versicolor and virginica both in this range: "near 0.5"
 
 
 def _load(name, seed, n, data_dir):
@@ -190,32 +198,94 @@ def moons_density(report, n, k_range, seed, data_dir):
     return rows
 
 
-def iris_soft(report, seed, data_dir):
-    X, y = _load("iris", seed, None, data_dir)
-    model = _gmm(3, seed).fit(X)
-    mapping = metrics.cluster_label_array(y, model.predict(X), 3)
+class IrisFit(NamedTuple):
+    """A GMM fitted on some columns of iris, its soft assignments in species order."""
+    columns: list[int]  # feature columns of iris the model saw
+    model: GaussianMixture
+    proba: np.ndarray  # (150, 3) gamma, columns in species order (clusters matched by the Hungarian method)
+    labels: np.ndarray  # arg-max species of each point
+    top: np.ndarray  # largest gamma of each point
+
+
+def iris_fit(X, y, columns, seed) -> IrisFit:
+    """The study's GMM (K = 3, full covariance, k-means start, n_init=N_INIT, ``random_state=seed``) on
+    ``X[:, columns]``, its clusters matched to the species."""
+    columns = list(columns)
+    data = X[:, columns]
+    model = _gmm(3, seed).fit(data)
+    mapping = metrics.cluster_label_array(y, model.predict(data), 3)
     proba = np.empty((len(X), 3))
-    proba[:, mapping] = model.predict_proba(X)  # columns in species order
-    labels, top = proba.argmax(1), proba.max(1)
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
-    palette = [(0.6, 0.6, 0.6), (0.1, 0.35, 0.9), (0.9, 0.15, 0.1)]
+    proba[:, mapping] = model.predict_proba(data)  # columns in species order
+    return IrisFit(columns, model, proba, proba.argmax(1), proba.max(1))
+
+
+def near_half(proba, low=NEAR_HALF[0], high=NEAR_HALF[1]):
+    """Points whose gamma for versicolor and for virginica both lie in [low, high]."""
+    return ((proba[:, 1:] >= low) & (proba[:, 1:] <= high)).all(1)
+
+
+def _petal_plane(ax, X, y, fit: IrisFit, annotate=False, ellipses=False):
+    """Iris in the petal plane, each point coloured by its gamma mix (grey/blue/red), black edge when its
+    largest gamma is below 0.9. ``annotate``: label those points with P(versicolor)/P(virginica) (stacked
+    in the empty lower right); ``ellipses``: the fit's 1- and 2-sigma ellipses in the petal plane (the
+    petal marginals of its components when it saw more features) and a ring round each point near 0.5."""
+    petal = X[:, PETAL]
     for i, marker in enumerate("os^"):
         m = y == i
-        axes[0].scatter(X[m, 2], X[m, 3], c=plotting.probability_colors(proba[m], palette), marker=marker,
-                        s=28, edgecolors=np.where(top[m] < 0.9, "k", "none"), label=SPECIES[i])
-    for row, j in enumerate(np.flatnonzero(top < 0.9)):  # labels stacked in the empty lower right
-        axes[0].annotate(f"#{j}: {proba[j, 1]:.2f} / {proba[j, 2]:.2f}", (X[j, 2], X[j, 3]), fontsize=7,
-                         xytext=(0.62, 0.4 - 0.07 * row), textcoords="axes fraction",
-                         arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.3"})
-    axes[0].set(xlabel="petal length (cm)", ylabel="petal width (cm)")
+        ax.scatter(*petal[m].T, c=plotting.probability_colors(fit.proba[m], IRIS_PALETTE), marker=marker,
+                   s=28, edgecolors=np.where(fit.top[m] < 0.9, "k", "none"), label=SPECIES[i])
+    if annotate:
+        for row, j in enumerate(np.flatnonzero(fit.top < 0.9)):
+            ax.annotate(f"#{j}: {fit.proba[j, 1]:.2f} / {fit.proba[j, 2]:.2f}", tuple(petal[j]), fontsize=7,
+                        xytext=(0.62, 0.4 - 0.07 * row), textcoords="axes fraction",
+                        arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "0.3"})
+    if ellipses:
+        near = near_half(fit.proba) & (y > 0)
+        ax.scatter(*petal[near].T, s=120, facecolors="none", edgecolors="k", linewidths=1.0,
+                   label=f"gamma near 0.5 ({int(near.sum())})")
+        at = [fit.columns.index(c) for c in PETAL]
+        plotting.gaussian_ellipses(ax, fit.model.means_[:, at], fit.model.covariances_[:, at][:, :, at], "full")
+    ax.set(xlabel="petal length (cm)", ylabel="petal width (cm)")
+    ax.legend(fontsize=8, title="true species (marker)", title_fontsize=8)
+
+
+def _max_gamma_hist(ax, y, top):
+    """Stacked histogram (log counts) of the largest gamma of each point, by species."""
+    ax.hist([top[y == i] for i in range(3)], bins=np.linspace(0.4, 1.0, 25), stacked=True, label=SPECIES,
+            color=IRIS_PALETTE)
+    ax.set_yscale("log")
+    ax.set(xlabel="max responsibility", ylabel="points (log scale)")
+    ax.legend(fontsize=8)
+
+
+def _overlap_row(name, y, fit: IrisFit):
+    """ARI/NMI against species and the uncertain versicolor/virginica samples of one fit."""
+    pair = y > 0  # versicolor or virginica
+    below = int((fit.top[pair] < 0.9).sum())
+    return {"features": name, "columns": ", ".join(IRIS_FEATURES[c] for c in fit.columns),
+            "ARI": adjusted_rand_score(y, fit.labels), "NMI": normalized_mutual_info_score(y, fit.labels),
+            "versicolor + virginica": int(pair.sum()), "max gamma < 0.9": below,
+            "share < 0.9": f"{below / pair.sum():.1%}",
+            "gamma near 0.5": int((near_half(fit.proba) & pair).sum()),
+            "lowest max gamma": float(fit.top[pair].min())}
+
+
+def iris_soft(report, seed, data_dir):
+    X, y = _load("iris", seed, None, data_dir)
+    fits = {name: iris_fit(X, y, columns, seed) for name, columns in IRIS_VARIANTS.items()}
+    counts = _iris_all_features(report, X, y, fits[ALL_FEATURES], seed)
+    report.section("4.1 Two petal features, as the source drew it", level=3)
+    rows = _iris_petal_variant(report, X, y, fits, seed)
+    return counts, rows
+
+
+def _iris_all_features(report, X, y, fit: IrisFit, seed):
+    labels, top, proba = fit.labels, fit.top, fit.proba
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    _petal_plane(axes[0], X, y, fit, annotate=True)
     axes[0].set_title("colour: P(cluster) mix (grey/blue/red); labelled: max P < 0.9,\n"
                       "with P(versicolor)/P(virginica)", fontsize=9)
-    axes[0].legend(fontsize=8, title="true species (marker)", title_fontsize=8)
-    axes[1].hist([top[y == i] for i in range(3)], bins=np.linspace(0.4, 1.0, 25), stacked=True,
-                 label=SPECIES, color=palette)
-    axes[1].set_yscale("log")
-    axes[1].set(xlabel="max responsibility", ylabel="points (log scale)")
-    axes[1].legend(fontsize=8)
+    _max_gamma_hist(axes[1], y, top)
     table = metrics.confusion_table(y, labels)
     table["labels"] = SPECIES
     table["clusters"] = [f"~{SPECIES[c]}" for c in table["clusters"]]
@@ -241,6 +311,74 @@ def iris_soft(report, seed, data_dir):
     report.text("The eight least certain points:")
     report.table(examples)
     return counts
+
+
+def _near_half_verdict(rows):
+    """One plain sentence: in which variant gamma near 0.5 appears (from the counts, nothing assumed)."""
+    (name_a, a), (name_b, b) = ((r["features"], r["gamma near 0.5"]) for r in rows)
+    if a == b == 0:
+        return "Neither fit gives any versicolor/virginica sample gamma near 0.5."
+    if a == b:
+        return f"Gamma near 0.5 appears equally often in both fits ({a} samples each)."
+    (more, m), (fewer, f) = sorted([(name_a, a), (name_b, b)], key=lambda t: -t[1])
+    tail = f"only in the fit on {more} ({m} samples, none with {fewer})" if f == 0 else \
+        f"mostly in the fit on {more} ({m} samples against {f} with {fewer})"
+    return f"Gamma near 0.5 for versicolor/virginica appears {tail}."
+
+
+def _compared(value, reference):
+    """'higher', 'lower' or 'the same' (at the three decimals the report shows)."""
+    value, reference = round(value, 3), round(reference, 3)
+    return "higher" if value > reference else "lower" if value < reference else "the same"
+
+
+def _iris_petal_variant(report, X, y, fits, seed):
+    rows = [_overlap_row(name, y, fit) for name, fit in fits.items()]
+    fig, axes = plt.subplots(2, len(fits), figsize=(6.2 * len(fits), 9.0), sharex="row", sharey="row")
+    for column, ((name, fit), row) in enumerate(zip(fits.items(), rows)):
+        _petal_plane(axes[0, column], X, y, fit, ellipses=True)
+        axes[0, column].set_title(f"GMM on {name} ({row['columns']}): ARI {row['ARI']:.3f}\n"
+                                  f"{row['max gamma < 0.9']} of {row['versicolor + virginica']} "
+                                  f"versicolor/virginica with max gamma < 0.9, {row['gamma near 0.5']} "
+                                  "near 0.5", fontsize=9)
+        _max_gamma_hist(axes[1, column], y, fit.top)
+        axes[1, column].axvline(0.9, c="k", ls=":", lw=0.8)
+        axes[1, column].set_title(f"largest gamma, {name}", fontsize=9)
+    fig.tight_layout()
+    first, second = rows
+    lo, hi = NEAR_HALF
+    report.text(
+        f"The same estimator and settings (mixclust `GaussianMixture`, K = 3, full covariance, k-means "
+        f"start, n_init={N_INIT}, `random_state={seed}`) fitted on the two petal columns only, beside the "
+        f"fit on all four. \"Near 0.5\": gamma for versicolor and for virginica both within [{lo}, {hi}]; "
+        f"counts are over the {first['versicolor + virginica']} versicolor and virginica samples. "
+        + _near_half_verdict(rows)
+        + f" With {second['features']}, {second['max gamma < 0.9']} of them "
+        f"({second['share < 0.9']}) have a largest gamma below 0.9 and {second['gamma near 0.5']} are near "
+        f"0.5; with {first['features']}, {first['max gamma < 0.9']} ({first['share < 0.9']}) and "
+        f"{first['gamma near 0.5']}. The lowest largest gamma among them is {second['lowest max gamma']:.3f} "
+        f"with {second['features']} and {first['lowest max gamma']:.3f} with {first['features']}. "
+        f"Against the species, ARI/NMI are {first['ARI']:.3f}/{first['NMI']:.3f} "
+        f"with {first['features']} and {second['ARI']:.3f}/{second['NMI']:.3f} with {second['features']} "
+        f"(ARI {_compared(second['ARI'], first['ARI'])} with {second['features']})."
+        + (" In the petal plane versicolor and virginica overlap, and a mixture that sees only those two "
+           "features shares the overlap between its components; the sepal features separate the two "
+           "species further, so the 4-feature mixture commits to one of them."
+           if second["gamma near 0.5"] > first["gamma near 0.5"] else ""))
+    report.figure(fig, "iris_petal_2d.png", "Iris, GMM on all four features (left) and on petal length and "
+                  "width only (right). Top: points coloured by their gamma mix (grey/blue/red = setosa/"
+                  "versicolor/virginica), black edge when the largest gamma is below 0.9, ringed when near "
+                  "0.5; ellipses: the components' 1- and 2-sigma ellipses (for the 4-feature fit, their "
+                  "petal-plane marginals). Bottom: largest gamma of each point (dotted: 0.9).")
+    report.table(rows)
+    near = np.flatnonzero((y > 0) & np.any([near_half(fit.proba) for fit in fits.values()], axis=0))
+    if len(near):
+        report.text(f"The versicolor/virginica samples near 0.5 in either fit ({len(near)}):")
+        report.table([{"index": int(j), "species": SPECIES[y[j]], "petal length": X[j, 2],
+                       "petal width": X[j, 3],
+                       **{f"{name}: P({s})": fit.proba[j, i] for name, fit in fits.items()
+                          for i, s in ((1, "versicolor"), (2, "virginica"))}} for j in near])
+    return rows
 
 
 def soft_kmeans_em(X, centres, eps, max_iter=5000, tol=1e-12):
