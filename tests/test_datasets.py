@@ -370,3 +370,144 @@ def test_registry_and_available(tmp_path):
     assert row["available"] and row["path"] == str(tmp_path / "mnist.npz")
     with pytest.raises(D.DataNotFoundError, match="fashion_mnist"):  # alias of a registered name
         D.load("Fashion-MNIST", data_dir=tmp_path / "none", download=False)
+
+
+# --------------------------------------------------------------------------------------------- MAD
+
+MAD_HEADER = ",path,label,youtube title,youtube url\n"
+#: (split folder, label, kind of sound) per row, in CSV order.
+MAD_ROWS = {
+    "train": [(1, "noise"), (0, "sine"), (5, "chirp"), (0, "sine"), (1, "noise")],
+    "test": [(1, "noise"), (0, "sine"), (1, "noise")],
+}
+
+
+def write_wav16(path, wave, sr=8000):
+    """Write a mono int16 wav with the standard library."""
+    import wave as wavmod
+
+    data = (np.clip(wave, -1, 1) * 32767).astype("<i2").tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wavmod.open(str(path), "wb") as f:
+        f.setnchannels(1), f.setsampwidth(2), f.setframerate(sr), f.writeframes(data)
+
+
+def mad_sound(kind, seed, sr=8000, seconds=0.25):
+    t = np.arange(int(sr * seconds)) / sr
+    if kind == "sine":
+        return 0.5 * np.sin(2 * np.pi * (300 + 100 * seed) * t)
+    if kind == "chirp":
+        return 0.5 * np.sin(2 * np.pi * (200 * t + 6000 * t ** 2))  # 200 Hz rising to 3.2 kHz
+    return 0.5 * np.random.default_rng(seed).uniform(-1, 1, t.size)  # white noise burst
+
+
+def write_mad(base):
+    """A tiny MAD_dataset folder in the Kaggle layout; returns the folder and the labels per split."""
+    root = base / "MAD_dataset"
+    lines = {"train": [MAD_HEADER], "test": [MAD_HEADER]}
+    for split, rows in MAD_ROWS.items():
+        sub = "training" if split == "train" else "test"
+        for i, (label, kind) in enumerate(rows):
+            rel = f"{sub}/{i // 2:03d}/{i % 2}.wav"
+            write_wav16(root / rel, mad_sound(kind, i))
+            if i == 1:  # quoted title with commas, empty url
+                title = '"U.S. Marines Heavy Live Fire Exercises: M240 Machine Gun, M2 Browning, 60mm Mortar",'
+            else:
+                title = "USAF. The World's Most Powerful F-22 Raptor Fighters.,https://www.youtube.com/watch?v=x&t=3s"
+            lines[split].append(f"{i},{rel},{label},{title}\n")
+    (root / "training.csv").write_text("".join(lines["train"]))
+    (root / "test.csv").write_text("".join(lines["test"]))
+    return root, {s: [label for label, _ in rows] for s, rows in MAD_ROWS.items()}
+
+
+@pytest.mark.audio
+def test_mad_layout_splits_and_labels(tmp_path):
+    pytest.importorskip("librosa")
+    root, labels = write_mad(tmp_path)
+    X, y = D.load_mad(root)  # default split: train
+    check_images(X, y, 5, (1, 32, 32))
+    assert y.tolist() == labels["train"]
+    X_te, y_te = D.load_mad(root, "test")
+    check_images(X_te, y_te, 3, (1, 32, 32))
+    assert y_te.tolist() == labels["test"]
+    X_all, y_all = D.load_mad(root, "all")
+    assert y_all.tolist() == labels["train"] + labels["test"]
+    np.testing.assert_allclose(X_all, np.concatenate([X, X_te]), atol=1e-6)  # batched FFTs: float32 ulps
+    # exactly the images of the audio-folder path: same reader, same log-mel settings
+    X_ref, _ = D.load_audio_folder(root, files=([root / "training/000/0.wav"], None))
+    np.testing.assert_allclose(X[:1], X_ref, atol=1e-6)
+    assert X[1].max() > 0.5 and X[1, 0, :, -1].max() == 0.0  # a 0.25 s tone, then silence padding
+    assert D.load_mad(root, "test", n_mels=16, n_frames=20)[0].shape == (3, 1, 16, 20)
+
+
+@pytest.mark.audio
+def test_mad_class_filter_and_registry(tmp_path, monkeypatch):
+    pytest.importorskip("librosa")
+    root, labels = write_mad(tmp_path)
+    X, y = D.load_mad(root, "all", classes=(0, 1))
+    assert y.tolist() == [v for v in labels["train"] + labels["test"] if v in (0, 1)]
+    X2, y2 = D.load_mad(tmp_path, "all", classes=("communication", "Gunshot"))  # the parent folder works too
+    np.testing.assert_allclose(X, X2, atol=1e-6)
+    np.testing.assert_array_equal(y, y2)
+    assert D.load_mad(root, classes="helicopter")[1].tolist() == [5]  # labels keep their numbers
+    assert D.load_mad(root, classes=[np.int64(5), "0"])[1].tolist() == [0, 5, 0]
+
+    X3, y3 = D.load("mad", "all", data_dir=tmp_path, classes=("communication", "gunshot"))
+    np.testing.assert_allclose(X3, X, atol=1e-6)
+    np.testing.assert_array_equal(y3, y)
+    assert D.load("mad", data_dir=root)[1].tolist() == labels["train"]  # the MAD_dataset folder itself
+    assert D.load("mad", data_dir=tmp_path, flatten=True)[0].shape == (5, 32 * 32)
+    monkeypatch.setenv("MIXCLUST_DATA", str(tmp_path))
+    assert D.load("mad", "test")[1].tolist() == labels["test"]
+    row = next(r for r in D.available() if r["name"] == "mad")
+    assert row["available"] and row["path"] == str(root) and row["kind"] == "audio"
+
+
+def test_mad_errors(tmp_path):
+    """Every problem is a ValueError naming it; none needs librosa (all raised before any audio is read)."""
+    with pytest.raises(ValueError, match="does not exist.*kaggle.com/datasets/junewookim"):
+        D.load_mad(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"training\.csv is missing.*login"):
+        D.load_mad(tmp_path / "empty")
+
+    root, _ = write_mad(tmp_path / "data")
+    with pytest.raises(ValueError, match="unknown MAD split 'validation'"):
+        D.load_mad(root, "validation")
+    with pytest.raises(ValueError, match="unknown MAD class 'tank'.*0 communication"):
+        D.load_mad(root, classes=("gunshot", "tank"))
+    with pytest.raises(ValueError, match="unknown MAD class 7"):
+        D.load_mad(root, classes=[7])
+    with pytest.raises(ValueError, match="selects no MAD class"):
+        D.load_mad(root, classes=())
+    with pytest.raises(ValueError, match="no MAD rows left.*5 helicopter"):
+        D.load_mad(root, "test", classes="helicopter")  # helicopters only in training.csv
+
+    (root / "test/000/1.wav").unlink()
+    (root / "test/001/0.wav").unlink()
+    with pytest.raises(ValueError, match=r"2 of the 3 wav files listed in test\.csv are missing.*first is "
+                                         r"test/000/1\.wav"):
+        D.load_mad(root, "test")
+    with pytest.raises(ValueError, match=r"1 of the 3 wav files .* first is test/000/1\.wav"):
+        D.load_mad(root, "all", classes=0)  # only the rows kept are checked
+
+    (root / "test.csv").unlink()
+    with pytest.raises(ValueError, match=r"test\.csv is missing.*kaggle\.com"):
+        D.load_mad(root, "all")
+
+
+def test_mad_not_found_lists_places_and_never_downloads(tmp_path, monkeypatch):
+    def no_network(*args, **kwargs):
+        raise AssertionError("MAD must never be downloaded")
+
+    monkeypatch.setattr(D.urllib.request, "urlopen", no_network)
+    monkeypatch.delenv("MIXCLUST_NO_DOWNLOAD")
+    with pytest.raises(D.DataNotFoundError) as info:
+        D.load("mad", data_dir=tmp_path, classes=(0, 1))
+    msg = str(info.value)
+    for place in (tmp_path, tmp_path / "MAD_dataset", tmp_path / "mad" / "MAD_dataset"):
+        assert f"- {place}\n" in msg
+    assert D.MAD_URL in msg and "login" in msg and "data_dir" in msg
+    row = next(r for r in D.available(data_dir=tmp_path) if r["name"] == "mad")
+    assert not row["available"] and row["path"] is None
+    assert D.MAD_CLASSES[:2] == ("communication", "gunshot") and len(D.MAD_CLASSES) == 7

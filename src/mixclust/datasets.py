@@ -10,6 +10,7 @@ One entry point, :func:`load`, returns ``(X, y)`` for
   mnist          image     MNIST digits, (n, 1, 28, 28); 60,000 train / 10,000 test  ``"train"``
   fashion_mnist  image     Fashion-MNIST, same layout                                ``"train"``
   fsdd           audio     Free Spoken Digit Dataset as log-mel images; 2,700/300    ``"train"``
+  mad            audio     Military Audio Dataset as log-mel images, 7 classes       ``"train"``
   digits         bundled   scikit-learn 8x8 digits, (1797, 1, 8, 8)                  ``"all"``
   iris           bundled   scikit-learn iris, (150, 4) float64                       ``"all"``
   blobs, ...     synthetic 2-D sets of the GMM and objective-clustering studies      ``"all"``
@@ -31,7 +32,8 @@ joined with ``os.pathsep``) and then the user cache (``$XDG_CACHE_HOME/mixclust`
 ``~/.cache/mixclust``). In each folder ``d`` the files may lie in ``d`` itself or in ``d/<name>/``.
 MNIST and Fashion-MNIST missing everywhere are downloaded (official gzip files, sha256 of the
 uncompressed files checked) into ``data_dir`` if given, else into the cache, unless ``download=False``
-or ``MIXCLUST_NO_DOWNLOAD=1``. Missing data raise :class:`DataNotFoundError` naming every place looked.
+or ``MIXCLUST_NO_DOWNLOAD=1``. FSDD and MAD are never downloaded (MAD needs a Kaggle login; see
+:func:`load_mad`). Missing data raise :class:`DataNotFoundError` naming every place looked.
 
 Folders
 -------
@@ -68,7 +70,8 @@ import numpy as np
 
 from ._io import temporary_beside
 
-__all__ = ["DATASETS", "NAMES", "SPLITS", "DataNotFoundError", "Dataset", "available", "load", "load_table"]
+__all__ = ["DATASETS", "MAD_CLASSES", "NAMES", "SPLITS", "DataNotFoundError", "Dataset", "available", "load",
+           "load_mad", "load_table"]
 
 SPLITS = ("train", "test", "all")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -107,6 +110,10 @@ SHA256 = {
     },
 }
 FSDD_URL = "https://github.com/Jakobovski/free-spoken-digit-dataset"
+#: Where MAD is obtained by hand (a Kaggle login is needed, so it is never downloaded automatically).
+MAD_URL = "https://www.kaggle.com/datasets/junewookim/mad-dataset-military-audio-dataset"
+#: The Military Audio Dataset's class names; the name of label ``k`` is ``MAD_CLASSES[k]``.
+MAD_CLASSES = ("communication", "gunshot", "footsteps", "shelling", "vehicle", "helicopter", "fighter")
 DOWNLOAD_TIMEOUT = 30.0  # seconds without data before a download is abandoned
 
 
@@ -640,6 +647,168 @@ def _load_fsdd(split, data_dir=None, **audio):
     return load_audio_folder(folder, split, files=subset, **audio)
 
 
+_MAD_CSV = {"train": "training.csv", "test": "test.csv"}
+_MAD_HOWTO = (f"MAD cannot be downloaded automatically (Kaggle needs a login): download it by hand from "
+              f"{MAD_URL} and unzip it; this gives the folder MAD_dataset/ holding training.csv, test.csv, "
+              f"training/ and test/.")
+_MAD_CHUNK = 256  # recordings turned into log-mel images at a time (bounds the memory of the raw waves)
+
+
+def _mad_root(folder):
+    """``folder`` when it holds training.csv or test.csv, else its ``MAD_dataset`` subfolder when that
+    does, else None."""
+    for root in (folder, folder / "MAD_dataset"):
+        if any((root / name).is_file() for name in _MAD_CSV.values()):
+            return root
+    return None
+
+
+def _mad_places(dirs):
+    return [c for d in dirs for base in (d, d / "mad") for c in (base, base / "MAD_dataset")]
+
+
+def _locate_mad(dirs):
+    """First folder holding training.csv or test.csv among ``d``, ``d/MAD_dataset``, ``d/mad``,
+    ``d/mad/MAD_dataset`` for each searched folder ``d``; None if there is none."""
+    for base in (b for d in dirs for b in (d, d / "mad")):
+        if (root := _mad_root(base)) is not None:
+            return root
+    return None
+
+
+def _mad_class_numbers(classes):
+    """``classes`` (None, a label number or name, or an iterable of them) as a sorted tuple of labels."""
+    if classes is None:
+        return None
+    items = (classes,) if isinstance(classes, str | int | np.integer) else tuple(classes)
+    known = ", ".join(f"{k} {name}" for k, name in enumerate(MAD_CLASSES))
+    numbers = set()
+    for item in items:
+        text = item.strip().lower() if isinstance(item, str) else None
+        if text in MAD_CLASSES:
+            numbers.add(MAD_CLASSES.index(text))
+        elif text is not None and text.isdigit() and int(text) < len(MAD_CLASSES):
+            numbers.add(int(text))
+        elif (isinstance(item, int | np.integer) and not isinstance(item, bool)
+              and 0 <= item < len(MAD_CLASSES)):
+            numbers.add(int(item))
+        else:
+            raise ValueError(f"unknown MAD class {item!r}; use label numbers or names: {known}")
+    if not numbers:
+        raise ValueError(f"classes={classes!r} selects no MAD class; use None for all, or some of: {known}")
+    return tuple(sorted(numbers))
+
+
+def _read_mad_csv(path):
+    """The ``path`` and ``label`` columns of a MAD CSV (header ``,path,label,youtube title,youtube url``)."""
+    names, rows = _read_delimited(path, ",")
+    i_path = _column_index(names, "path", path, "recording path column")
+    i_label = _column_index(names, "label", path, "label column")
+    paths, labels = [], []
+    for n, row in enumerate(rows, start=1):
+        text = row[i_label].strip()
+        if not (text.isdigit() and int(text) < len(MAD_CLASSES)):
+            raise ValueError(f"{path}: row {n} ({row[i_path]}) has label {text!r}; MAD labels are 0-6")
+        paths.append(row[i_path].strip().replace("\\", "/"))
+        labels.append(int(text))
+    return paths, labels
+
+
+def load_mad(folder, split="train", classes=None, **audio):
+    """Load the Military Audio Dataset (MAD; Kim et al. 2024) as log-mel images.
+
+    MAD cannot be downloaded automatically: get it by hand from Kaggle (:data:`MAD_URL`, needs a login)
+    and unzip it. The extract is the folder ``MAD_dataset/``::
+
+        MAD_dataset/training.csv    the training split, one row per recording
+        MAD_dataset/test.csv        the test split
+        MAD_dataset/training/<video>/<clip>.wav, MAD_dataset/test/<video>/<clip>.wav
+
+    Each CSV has the header ``,path,label,youtube title,youtube url`` (an unnamed integer index first;
+    titles may be quoted and hold commas; the url may be empty); ``path`` is relative to
+    ``MAD_dataset/`` (``training/001/0.wav``) and ``label`` is a class number 0-6, named in
+    :data:`MAD_CLASSES`: 0 communication, 1 gunshot, 2 footsteps, 3 shelling, 4 vehicle, 5 helicopter,
+    6 fighter. Only ``path`` and ``label`` are read.
+
+    Parameters
+    ----------
+    folder : path-like
+        The ``MAD_dataset`` folder, or a folder holding it.
+    split : {"train", "test", "all"}
+        ``training.csv``, ``test.csv``, or both (the training rows first). None means ``"train"``.
+    classes : None, int, str or iterable of them
+        None keeps every class; else only the rows whose label is one of the given label numbers or
+        names, e.g. ``(0, 1)`` or ``("communication", "gunshot")`` (the two classes of the MoA+ paper).
+        Labels keep their original numbers (``classes=(1, 5)`` gives labels 1 and 5, not 0 and 1).
+    **audio
+        Spectrogram settings, as for audio folders (:data:`AUDIO_DEFAULTS`): ``sr``, ``n_mels``,
+        ``n_fft``, ``hop_length``, ``n_frames``, ``db_range``.
+
+    Returns
+    -------
+    X : ndarray, float32, (n, 1, n_mels, n_frames) in [0, 1]
+        The recordings in CSV order, made exactly as FSDD's: read with soundfile, mixed to mono,
+        resampled to ``sr``, then :func:`log_mel_images` (each clip padded with silence or cropped at the
+        end to ``(n_frames - 1) * hop_length`` samples: 0.77 s with the defaults). Needs
+        ``mixclust[audio]``.
+    y : ndarray, int64, (n,)
+        The CSV labels.
+
+    Raises
+    ------
+    DataNotFoundError (a ValueError)
+        The folder, the split's CSV or a listed wav file is missing (the message names the first
+        missing file and how many are missing).
+    ValueError
+        Unknown split or class, a label outside 0-6, no rows left after the class filter.
+    """
+    split = "train" if split is None else split
+    if split not in SPLITS:
+        raise ValueError(f"unknown MAD split {split!r}; use one of {', '.join(SPLITS)}")
+    wanted = _mad_class_numbers(classes)
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise DataNotFoundError(f"MAD folder {folder} does not exist. {_MAD_HOWTO}")
+    root = _mad_root(folder) or folder
+    parts = ("train", "test") if split == "all" else (split,)
+    paths, labels = [], []
+    for part in parts:
+        csv_path = root / _MAD_CSV[part]
+        if not csv_path.is_file():
+            raise DataNotFoundError(f"MAD {part} split: {_MAD_CSV[part]} is missing from {root} (looked for "
+                                    f"{csv_path}). {_MAD_HOWTO}")
+        more_paths, more_labels = _read_mad_csv(csv_path)
+        paths += more_paths
+        labels += more_labels
+    y = np.array(labels, dtype=np.int64)
+    keep = np.ones(len(y), bool) if wanted is None else np.isin(y, wanted)
+    csv_names = " and ".join(_MAD_CSV[p] for p in parts)
+    if not keep.any():
+        chosen = "all classes" if wanted is None else "classes " + ", ".join(
+            f"{k} {MAD_CLASSES[k]}" for k in wanted)
+        present = ", ".join(f"{k} {MAD_CLASSES[k]}" for k in np.unique(y)) or "none"
+        raise ValueError(f"no MAD rows left: {csv_names} in {root} list no recording of {chosen} "
+                         f"(classes present: {present})")
+    listed = [p for p, k in zip(paths, keep) if k]
+    missing = [p for p in listed if not (root / p).is_file()]
+    if missing:
+        raise DataNotFoundError(f"{len(missing)} of the {len(listed)} wav files listed in {csv_names} are missing "
+                                f"from {root}; the first is {missing[0]} ({root / missing[0]}). Unzip the whole "
+                                f"Kaggle download ({MAD_URL}) so that the paths of the CSV exist below {root}.")
+    files, y = [root / p for p in listed], y[keep]
+    X = np.concatenate([load_audio_folder(root, split, files=(files[i:i + _MAD_CHUNK], y[i:i + _MAD_CHUNK]),
+                                          **audio)[0] for i in range(0, len(files), _MAD_CHUNK)])
+    return X, y
+
+
+def _load_mad(split, data_dir=None, classes=None, **audio):
+    dirs = search_dirs(data_dir)
+    folder = _locate_mad(dirs)
+    if folder is None:
+        raise _not_found("mad", "MAD_dataset/training.csv (or test.csv)", _mad_places(dirs), f"{_MAD_HOWTO}\n")
+    return load_mad(folder, split, classes=classes, **audio)
+
+
 def _bundled_split(X, y, split):
     if split == "all":
         return X, y
@@ -725,6 +894,8 @@ DATASETS: dict[str, Dataset] = {
                 partial(_load_idx_set, "fashion_mnist"), "train", partial(_idx_location, "fashion_mnist")),
         Dataset("fsdd", "audio", "Free Spoken Digit Dataset, 3,000 log-mel images (1, 32, 32), 10 digits",
                 _load_fsdd, "train", _locate_fsdd),
+        Dataset("mad", "audio", "Military Audio Dataset (Kaggle, by hand), log-mel images (1, 32, 32), 7 classes",
+                _load_mad, "train", _locate_mad),
         Dataset("digits", "bundled", "scikit-learn digits, 1,797 x (1, 8, 8), 10 classes", _load_digits),
         Dataset("iris", "bundled", "Fisher's iris, 150 x 4 features, 3 classes", _load_iris),
         *(Dataset(k, "synthetic", f"{v}; n_samples=1000, random_state=0 by default",
@@ -774,7 +945,7 @@ def load(name, split=None, data_dir=None, *, flatten=False, **kwargs):
         (``.csv``, ``.tsv``, ``.parquet``; see :func:`load_table`) or an image or audio folder, an array
         ``X`` or a tuple ``(X, y)``.
     split : {"train", "test", "all"} or None
-        None picks the data set's default: ``"train"`` for mnist, fashion_mnist, fsdd and npz files in
+        None picks the data set's default: ``"train"`` for mnist, fashion_mnist, fsdd, mad and npz files in
         the ``x_train`` layout, everything for the others (see the module notes).
     data_dir : path-like, optional
         The only folder searched for registered data sets (else ``$MIXCLUST_DATA``, then the cache).
@@ -783,7 +954,8 @@ def load(name, split=None, data_dir=None, *, flatten=False, **kwargs):
     **kwargs
         Per source: ``download`` (mnist, fashion_mnist; default: unless ``MIXCLUST_NO_DOWNLOAD=1``);
         ``n_samples``, ``random_state`` (synthetic); ``sr``, ``n_mels``, ``n_fft``, ``hop_length``,
-        ``n_frames``, ``db_range`` (fsdd and audio folders, see :data:`AUDIO_DEFAULTS`);
+        ``n_frames``, ``db_range`` (fsdd, mad and audio folders, see :data:`AUDIO_DEFAULTS`);
+        ``classes`` (mad, see :func:`load_mad`);
         ``label_column``, ``columns`` (tables, see :func:`load_table`).
 
     Returns
