@@ -10,6 +10,9 @@ Sections of the report:
    initialisation (why the default pretrains on a subsample's spectral clusters).
 3. :func:`scale` - the default objective on MNIST's 70,000 images (PCA to 50 dimensions) in
    mini-batches, with wall time and memory, beside K-means on the same features.
+4. :func:`as_the_notes_ran_it` - the notes' two objectives with the notes' own settings (raw units, Adam at
+   lr 1e-3, 300 / 500 full-batch epochs, one random start) on their make_blobs data, beside K-means, with
+   the loss per epoch.
 """
 
 from __future__ import annotations
@@ -22,11 +25,13 @@ from pathlib import Path
 
 import numpy as np
 from sklearn.cluster import KMeans, SpectralClustering
+from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
 from .. import datasets, metrics, plotting
+from .._deep import DegenerateFitWarning
 from ..gmm import GaussianMixture
 from ..objective import ObjectiveClustering
 from ..reports import Report
@@ -41,6 +46,15 @@ BASELINES = ["K-means", "spectral", "GMM"]
 METHODS = BASELINES + [f"nn: {o}" for o in OBJECTIVES]
 N_NEIGHBORS = 10
 SCALE_DIMS = 50
+# The notes' own runs (section 5): make_blobs(n, centers=3, center_box=box, random_state=0), raw units,
+# Adam at lr 1e-3, full batch, one random start; 300 epochs for the centroid network, 500 for the similarity one.
+NOTES_DATA = [(300, (-10, 10)), (300, (-15, 15)), (1000, (-10, 10)), (1000, (-15, 15))]
+NOTES_DATA_SEED = 0
+NOTES_EPOCHS = {"centroid": 300, "similarity": 500}
+NOTES_LR = 1e-3
+NOTES_MARKS = (120, 500)  # the notes: a transition after epoch 120, three clusters after epoch 500
+DROP_WINDOW = 20  # epochs over which the largest drop in loss is looked for
+SETTLED = 0.01  # the loss has levelled off once it stays within 1% of its whole decrease from its final value
 
 
 def _key(name, n):
@@ -245,6 +259,177 @@ def scale(report, seed, data_dir, quick):
     return {"n": n, "fit_seconds": fit_seconds, "traced_peak_mib": traced_peak / 2**20, "rows": rows}
 
 
+def _notes_params(objective, quick):
+    """The notes' settings (quick mode: a tenth of the epochs)."""
+    epochs = NOTES_EPOCHS[objective] // (10 if quick else 1)
+    return {"objective": objective, "epochs": epochs, "batch_size": None, "lr": NOTES_LR, "n_init": 1,
+            "init": "random", "standardize": False, "device": "cpu"}
+
+
+def _notes_key(n, box):
+    return f"blobs {n}, box ±{box[1]}"
+
+
+def _clusters_used(labels, k=3):
+    """Clusters holding at least n / (10 K) of the points (the threshold of :func:`mixclust.metrics.degeneracy`)."""
+    return int((np.bincount(labels, minlength=k) >= metrics.SMALL_CLUSTER * len(labels) / k).sum())
+
+
+def _largest_drop(losses, window=DROP_WINDOW):
+    """(first epoch, last epoch, drop) of the ``window``-epoch span over which the loss falls most (1-based)."""
+    losses = np.asarray(losses)
+    if len(losses) <= window:
+        return 1, len(losses), float(losses[0] - losses[-1])
+    drops = losses[:-window] - losses[window:]
+    start = int(np.argmax(drops))
+    return start + 1, start + 1 + window, float(drops[start])
+
+
+def _levels_off(losses, tolerance=SETTLED):
+    """First epoch from which the loss stays within ``tolerance`` of its whole decrease from the final loss."""
+    losses = np.asarray(losses)
+    away = np.flatnonzero(np.abs(losses - losses[-1]) > tolerance * abs(losses[0] - losses[-1]))
+    return int(away[-1]) + 2 if len(away) else 1
+
+
+def _near(span, epoch, window=DROP_WINDOW):
+    """Whether the middle of the span (first, last epoch) lies within ``window`` epochs of ``epoch``."""
+    return abs((span[0] + span[1]) / 2 - epoch) <= window
+
+
+def _loss_figure(report, objective, curves, seed, quick):
+    """One panel per data set: loss against epoch, the notes' epochs marked, the largest drop shaded."""
+    fig, axes = plotting.subplots(len(curves), ncols=2, size=3.6)
+    for ax, (key, losses) in zip(axes, curves.items()):
+        first, last, _ = _largest_drop(losses)
+        ax.plot(np.arange(1, len(losses) + 1), losses, color="C0", lw=1.2)
+        ax.axvspan(first, last, color="C1", alpha=0.25, label=f"largest {DROP_WINDOW}-epoch drop ({first}-{last})")
+        for mark, style in zip(NOTES_MARKS, ("--", ":")):
+            ax.axvline(mark, color="grey", ls=style, lw=1, label=f"epoch {mark}")
+        if objective == "centroid":
+            ax.set_yscale("log")
+        ax.set_title(key, fontsize=9)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (full batch)")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    report.figure(fig, f"loss_notes_{objective}.png",
+                  f"Objective `{objective}` as the notes ran it: loss of the whole data set at each epoch (Adam, "
+                  f"lr {NOTES_LR:g}, {len(next(iter(curves.values())))} epochs{', quick mode' if quick else ''}), "
+                  f"network seed {seed}; dashed / dotted lines: epochs {NOTES_MARKS[0]} and {NOTES_MARKS[1]} of "
+                  f"the notes; shaded: the {DROP_WINDOW}-epoch window with the largest drop in loss.")
+
+
+def as_the_notes_ran_it(report, seeds, quick):
+    """The notes' two objectives with the notes' settings on their make_blobs data, beside K-means.
+
+    Returns {(data set, method): {"ari", "nmi", "used": per seed lists}} and the loss histories
+    {objective: {data set: {seed: [loss per epoch]}}}.
+    """
+    methods = ["K-means"] + [f"nn: {o}" for o in NOTES_EPOCHS]
+    scores, histories, models, centre_gap = {}, {o: {} for o in NOTES_EPOCHS}, {}, {}
+    for n, box in NOTES_DATA:
+        key = _notes_key(n, box)
+        X, y, centres = make_blobs(n, centers=3, center_box=box, random_state=NOTES_DATA_SEED, return_centers=True)
+        centre_gap[key] = min(np.linalg.norm(a - b) for i, a in enumerate(centres) for b in centres[i + 1:])
+        for method in methods:
+            scores[key, method] = {"ari": [], "nmi": [], "used": []}
+        for s in seeds:
+            fits = {"K-means": KMeans(3, n_init=10, random_state=s).fit(X)}
+            for objective in NOTES_EPOCHS:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", DegenerateFitWarning)  # counted in "clusters used"
+                    model = ObjectiveClustering(3, random_state=s, **_notes_params(objective, quick)).fit(X)
+                fits[f"nn: {objective}"] = model
+                histories[objective].setdefault(key, {})[s] = [h["loss"] for h in model.history_]
+                if s == seeds[0]:
+                    models[objective, key] = model
+            for method, fit in fits.items():
+                entry = scores[key, method]
+                entry["ari"].append(adjusted_rand_score(y, fit.labels_))
+                entry["nmi"].append(normalized_mutual_info_score(y, fit.labels_))
+                entry["used"].append(_clusters_used(fit.labels_))
+    settings = ", ".join(f"{k}={v!r}" for k, v in _notes_params("centroid", quick).items() if k != "epochs")
+    epochs = {o: _notes_params(o, quick)["epochs"] for o in NOTES_EPOCHS}
+    report.text(
+        "The notes' own runs: `sklearn.datasets.make_blobs(n, centers=3, center_box=box, "
+        f"random_state={NOTES_DATA_SEED})` for (n, box) in {', '.join(str(c) for c in NOTES_DATA)} "
+        f"({len(NOTES_DATA)} fixed data sets, blob standard deviation 1; closest pair of centres "
+        + ", ".join(f"{key}: {gap:.2f}" for key, gap in centre_gap.items()) + "), in raw units. Networks: "
+        f"`ObjectiveClustering(3, {settings}, epochs=...)` with epochs = "
+        + ", ".join(f"{e} ({o})" for o, e in epochs.items())
+        + (f" (quick mode: a tenth of the notes' {' / '.join(str(e) for e in NOTES_EPOCHS.values())})"
+           if quick else "")
+        + ": no standardisation, Adam (the Trainer's optimiser) at the notes' learning rate (Keras' default "
+        "1e-3), the whole data set as one batch each epoch, one start. `init=\"random\"` is the estimator's "
+        "plain random start (torch's default initialisation of `nn.Linear`, no spectral pretraining, which "
+        "the library only applies to the graph objectives anyway); the notes' Keras layers start from "
+        "Glorot-uniform weights and zero biases, which the estimator does not offer, so this is the closest "
+        f"start, not the same one. Seeds {seeds[0]}..{seeds[-1]} seed the networks and K-means (scikit-learn, "
+        "n_init=10, raw units); the data stay fixed. \"clusters used\": per seed, the clusters that hold at "
+        "least 1/(10K) of the points (the threshold below which `mixclust.metrics.degeneracy` calls a fit "
+        "degenerate).")
+    rows = []
+    for n, box in NOTES_DATA:
+        key = _notes_key(n, box)
+        for method in methods:
+            entry = scores[key, method]
+            rows.append({"data set": key, "method": method, "ARI mean": float(np.mean(entry["ari"])),
+                         "ARI min": float(np.min(entry["ari"])), "NMI mean": float(np.mean(entry["nmi"])),
+                         "NMI min": float(np.min(entry["nmi"])),
+                         "clusters used": " ".join(str(u) for u in entry["used"])})
+    report.text(f"\n**As the notes ran it**, over {len(seeds)} seed(s):")
+    report.table(rows)
+    curve_rows = []
+    for objective in NOTES_EPOCHS:
+        curves = {key: runs[seeds[0]] for key, runs in histories[objective].items()}
+        _loss_figure(report, objective, curves, seeds[0], quick)
+        for key, losses in curves.items():
+            first, last, drop = _largest_drop(losses)
+            labels = models[objective, key].labels_
+            runs = histories[objective][key]
+            near = sum(_near(_largest_drop(runs[s]), NOTES_MARKS[0]) for s in seeds)
+            curve_rows.append({
+                "objective": objective, "data set": key, "epochs recorded": len(losses),
+                "loss at epoch 1": losses[0], "final loss": losses[-1],
+                f"largest {DROP_WINDOW}-epoch drop": f"epochs {first}-{last}",
+                "share of the total decrease": f"{drop / (losses[0] - losses[-1]):.0%}"
+                if losses[0] != losses[-1] else "—",
+                f"seeds with it near epoch {NOTES_MARKS[0]}": f"{near} of {len(seeds)}",
+                "levels off at epoch": _levels_off(losses),
+                "clusters used at the last epoch": _clusters_used(labels),
+                "cluster sizes": " / ".join(str(c) for c in sorted(np.bincount(labels, minlength=3), reverse=True))})
+    report.text(f"\n**Loss per epoch** (network seed {seeds[0]}; `history_` of the estimator, the Trainer's mean "
+                "loss of each epoch, here the loss of the whole data set before that epoch's update). A window's "
+                f"drop is near epoch {NOTES_MARKS[0]} when its centre lies within {DROP_WINDOW} epochs of it (column "
+                f"\"seeds with it near epoch {NOTES_MARKS[0]}\": the seeds where the largest drop is); \"levels "
+                "off\": the first epoch from which the "
+                f"loss stays within {SETTLED:.0%} of its whole decrease (epoch 1 to the last) from its final value.")
+    report.table(curve_rows, floatfmt=".4g")
+    lines = []
+    for objective in NOTES_EPOCHS:
+        mine = [r for r in curve_rows if r["objective"] == objective]
+        spans = [_largest_drop(histories[objective][r["data set"]][seeds[0]]) for r in mine]
+        near = [r["data set"] for r, span in zip(mine, spans) if _near(span, NOTES_MARKS[0])]
+        used = sorted({r["clusters used at the last epoch"] for r in mine})
+        settled = [str(r["levels off at epoch"]) for r in mine]
+        last = epochs[objective]
+        lines.append(
+            f"- `{objective}` ({last} epochs): the largest {DROP_WINDOW}-epoch drop in loss falls at epochs "
+            + ", ".join(f"{s[0]}-{s[1]}" for s in spans) + " (the data sets in the order above): "
+            + (f"**near epoch {NOTES_MARKS[0]}** (window centre within {DROP_WINDOW} epochs of it) on "
+               f"{len(near)} of {len(mine)} data sets ({', '.join(near)})" if near else
+               f"**not near epoch {NOTES_MARKS[0]}** (no window centre within {DROP_WINDOW} epochs of it) on any "
+               "data set")
+            + f"; the loss levels off at epochs {', '.join(settled)}. Clusters used by the final model, "
+            f"after epoch {last}"
+            + (f" (the notes' epoch {NOTES_MARKS[1]})" if last == NOTES_MARKS[1] else
+               f" (the history records the loss only, not the clusters, so not at epoch {NOTES_MARKS[1]})")
+            + f": {' or '.join(str(u) for u in used)} of 3 on the {len(mine)} data sets.")
+    report.text("\n".join(lines))
+    return scores, histories
+
+
 def run(out_dir, quick: bool = False, seed: int = 0, data_dir=None) -> Path:
     """Write ``out_dir/README.md`` and its figures; returns the README path."""
     with threads(1):
@@ -277,5 +462,7 @@ def _run(out_dir, quick, seed, data_dir) -> Path:
         report.text("_Quick mode: skipped (the full study runs MNIST, 70,000 points)._")
     else:
         scale(report, seed, data_dir, quick)
+    report.section("5. The notes' two objectives as the notes ran it")
+    as_the_notes_ran_it(report, seeds, quick)
     report.text(f"\n_Total time {time.perf_counter() - start:.1f} s._")
     return report.write()
