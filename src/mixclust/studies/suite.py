@@ -324,12 +324,14 @@ def nmi_table(rows: list[dict], kind: str = "image") -> list[dict]:
     return out
 
 
-def guarantee(rows: list[dict]) -> list[dict]:
-    """Every deep model's seed-0 NMI against K-means' seed-0 NMI on each image set and form (not the EM GMM)."""
+def guarantee(rows: list[dict], kinds=("image",)) -> list[dict]:
+    """Every deep model's seed-0 NMI against K-means' seed-0 NMI on each set of ``kinds`` and form (not the EM
+    GMM). The guarantee covers the image sets; the tabular and synthetic sets are checked the same way to say
+    where a deep model loses to K-means outside it."""
     kmeans = {r["set"]: r["nmi"] for r in rows if r["model"] == "kmeans" and r["seed"] == 0}
     checks = []
     for r in rows:
-        if (r["seed"] != 0 or r["model"] in NOT_DEEP or SETS[r["set"]].kind != "image"
+        if (r["seed"] != 0 or r["model"] in NOT_DEEP or SETS[r["set"]].kind not in kinds
                 or r["set"] not in kmeans):
             continue
         margin = r["nmi"] - kmeans[r["set"]]
@@ -435,6 +437,12 @@ def write_report(rows: list[dict], out_dir: Path, command: str) -> Path:
         if failed:
             report.table(failed)
         _figure(rows, report)
+    outside = [c for c in guarantee(rows, kinds=("tabular", "synthetic")) if c["holds"] != "yes"]
+    if outside:
+        report.section("Outside the guarantee: deep models below K-means on tabular and synthetic sets")
+        report.text("The guarantee is stated for image sets; on these small tables and 2-D sets the same check "
+                    "fails for the runs below (seed 0), shown so nobody reads the guarantee as covering them.")
+        report.table(outside)
     mnist = Path(out_dir) / "vade_mnist_defaults.json"
     if mnist.exists():
         record = json.loads(mnist.read_text())
