@@ -654,26 +654,25 @@ _MAD_HOWTO = (f"MAD cannot be downloaded automatically (Kaggle needs a login): d
 _MAD_CHUNK = 256  # recordings turned into log-mel images at a time (bounds the memory of the raw waves)
 
 
+def _holds_mad_csv(folder) -> bool:
+    return any((folder / name).is_file() for name in _MAD_CSV.values())
+
+
 def _mad_root(folder):
     """``folder`` when it holds training.csv or test.csv, else its ``MAD_dataset`` subfolder when that
     does, else None."""
-    for root in (folder, folder / "MAD_dataset"):
-        if any((root / name).is_file() for name in _MAD_CSV.values()):
-            return root
-    return None
+    return next((root for root in (folder, folder / "MAD_dataset") if _holds_mad_csv(root)), None)
 
 
 def _mad_places(dirs):
+    """Where MAD may lie, in search order: ``d``, ``d/MAD_dataset``, ``d/mad``, ``d/mad/MAD_dataset`` for
+    each searched folder ``d``."""
     return [c for d in dirs for base in (d, d / "mad") for c in (base, base / "MAD_dataset")]
 
 
 def _locate_mad(dirs):
-    """First folder holding training.csv or test.csv among ``d``, ``d/MAD_dataset``, ``d/mad``,
-    ``d/mad/MAD_dataset`` for each searched folder ``d``; None if there is none."""
-    for base in (b for d in dirs for b in (d, d / "mad")):
-        if (root := _mad_root(base)) is not None:
-            return root
-    return None
+    """The first of :func:`_mad_places` holding training.csv or test.csv; None if there is none."""
+    return next((place for place in _mad_places(dirs) if _holds_mad_csv(place)), None)
 
 
 def _mad_class_numbers(classes):
