@@ -131,6 +131,13 @@ def entropy(proba) -> np.ndarray:
 SMALL_CLUSTER, DOMINANT_CLUSTER, FLAT_PROBA_STD = 0.1, 3.0, 0.02
 
 
+def populated_clusters(labels, n_clusters: int) -> int:
+    """How many of the ``n_clusters`` clusters hold at least :math:`n / (10K)` of the samples (``SMALL_CLUSTER``;
+    the rest are the "small" clusters of :func:`degeneracy`)."""
+    labels = np.asarray(labels)
+    return int((np.bincount(labels, minlength=int(n_clusters)) >= SMALL_CLUSTER * len(labels) / n_clusters).sum())
+
+
 def degeneracy(labels, n_clusters: int, proba=None) -> str | None:
     r"""Why a clustering into ``n_clusters`` looks degenerate, or None.
 
@@ -144,7 +151,7 @@ def degeneracy(labels, n_clusters: int, proba=None) -> str | None:
     K, n = int(n_clusters), len(labels)
     sizes = np.bincount(labels, minlength=K)
     reasons = []
-    small = int((sizes < SMALL_CLUSTER * n / K).sum())
+    small = K - populated_clusters(labels, K)
     if small:
         empty = int((sizes == 0).sum())
         reasons.append(f"{small} of {K} clusters hold fewer than 1/(10K) of the samples"

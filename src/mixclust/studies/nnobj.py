@@ -270,11 +270,6 @@ def _notes_key(n, box):
     return f"blobs {n}, box ±{box[1]}"
 
 
-def _clusters_used(labels, k=3):
-    """Clusters holding at least n / (10 K) of the points (the threshold of :func:`mixclust.metrics.degeneracy`)."""
-    return int((np.bincount(labels, minlength=k) >= metrics.SMALL_CLUSTER * len(labels) / k).sum())
-
-
 def _largest_drop(losses, window=DROP_WINDOW):
     """(first epoch, last epoch, drop) of the ``window``-epoch span over which the loss falls most (1-based)."""
     losses = np.asarray(losses)
@@ -348,7 +343,7 @@ def as_the_notes_ran_it(report, seeds, quick):
                 entry = scores[key, method]
                 entry["ari"].append(adjusted_rand_score(y, fit.labels_))
                 entry["nmi"].append(normalized_mutual_info_score(y, fit.labels_))
-                entry["used"].append(_clusters_used(fit.labels_))
+                entry["used"].append(metrics.populated_clusters(fit.labels_, 3))
     settings = ", ".join(f"{k}={v!r}" for k, v in _notes_params("centroid", quick).items() if k != "epochs")
     epochs = {o: _notes_params(o, quick)["epochs"] for o in NOTES_EPOCHS}
     report.text(
@@ -397,7 +392,7 @@ def as_the_notes_ran_it(report, seeds, quick):
                 if losses[0] != losses[-1] else "—",
                 f"seeds with it near epoch {NOTES_MARKS[0]}": f"{near} of {len(seeds)}",
                 "levels off at epoch": _levels_off(losses),
-                "clusters used at the last epoch": _clusters_used(labels),
+                "clusters used at the last epoch": metrics.populated_clusters(labels, 3),
                 "cluster sizes": " / ".join(str(c) for c in sorted(np.bincount(labels, minlength=3), reverse=True))})
     report.text(f"\n**Loss per epoch** (network seed {seeds[0]}; `history_` of the estimator, the Trainer's mean "
                 "loss of each epoch, here the loss of the whole data set before that epoch's update). A window's "
