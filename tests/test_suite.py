@@ -100,3 +100,15 @@ def test_a_parameter_added_at_its_neutral_default_keeps_the_cache_key():
     key = suite._params_key(model)
     assert "prior_weights" not in key  # runs cached before the parameter existed stay valid
     assert "prior_weights" in suite._params_key(model.set_params(prior_weights="uniform"))
+
+
+def test_a_model_version_bump_recomputes_only_that_models_runs(tmp_path, monkeypatch):
+    logged = []
+    suite.compute(["iris"], ["kmeans", "gmm"], None, tmp_path / ".runs", log=logged.append, seeds=(0,))
+    assert len(logged) == 2
+    monkeypatch.setitem(suite.MODEL_VERSIONS, "gmm", suite.SUITE_VERSION + 1)
+    assert suite.compute(["iris"], ["kmeans", "gmm"], None, tmp_path / ".runs", log=logged.append, seeds=(0,),
+                         cached_only=True) == [r for r in suite.compute(["iris"], ["kmeans"], None, tmp_path / ".runs",
+                                                                        seeds=(0,), cached_only=True)]
+    rows = suite.compute(["iris"], ["kmeans", "gmm"], None, tmp_path / ".runs", log=logged.append, seeds=(0,))
+    assert [line.split()[2] for line in logged[2:]] == ["gmm"] and len(rows) == 2
