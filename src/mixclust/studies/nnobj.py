@@ -375,15 +375,16 @@ def as_the_notes_ran_it(report, seeds, quick):
                          "clusters used": " ".join(str(u) for u in entry["used"])})
     report.text(f"\n**As the notes ran it**, over {len(seeds)} seed(s):")
     report.table(rows)
-    curve_rows = []
+    curve_rows, first_drops = [], {}
     for objective in NOTES_EPOCHS:
         curves = {key: runs[seeds[0]] for key, runs in histories[objective].items()}
         _loss_figure(report, objective, curves, seeds[0], quick)
         for key, losses in curves.items():
-            first, last, drop = _largest_drop(losses)
-            labels = models[objective, key].labels_
             runs = histories[objective][key]
-            near = sum(_near(_largest_drop(runs[s]), NOTES_MARKS[0]) for s in seeds)
+            drops = {s: _largest_drop(runs[s]) for s in seeds}  # runs[seeds[0]] is `losses`
+            first, last, drop = first_drops[objective, key] = drops[seeds[0]]
+            labels = models[objective, key].labels_
+            near = sum(_near(drops[s], NOTES_MARKS[0]) for s in seeds)
             curve_rows.append({
                 "objective": objective, "data set": key, "epochs recorded": len(losses),
                 "loss at epoch 1": losses[0], "final loss": losses[-1],
@@ -404,7 +405,7 @@ def as_the_notes_ran_it(report, seeds, quick):
     lines = []
     for objective in NOTES_EPOCHS:
         mine = [r for r in curve_rows if r["objective"] == objective]
-        spans = [_largest_drop(histories[objective][r["data set"]][seeds[0]]) for r in mine]
+        spans = [first_drops[objective, r["data set"]] for r in mine]
         near = [r["data set"] for r, span in zip(mine, spans) if _near(span, NOTES_MARKS[0])]
         used = sorted({r["clusters used at the last epoch"] for r in mine})
         settled = [str(r["levels off at epoch"]) for r in mine]
