@@ -259,6 +259,36 @@ def test_manifold_partition_separates_curved_clusters_and_weighted_gaussians_is_
         np.testing.assert_allclose(covariances[k], np.cov(X[y == k].T, bias=True), rtol=1e-9, atol=1e-12)
 
 
+def test_neighbour_responsibilities_average_the_nearest_reference_rows():
+    from mixclust._deep import neighbour_responsibilities
+
+    rng = np.random.default_rng(0)
+    reference = rng.normal(size=(60, 3)).astype(np.float32)
+    resp = rng.dirichlet(np.ones(4), size=60)
+    # one neighbour and the reference codes themselves: their own rows back
+    np.testing.assert_allclose(neighbour_responsibilities(reference, resp, reference, n_neighbors=1), resp)
+    # m neighbours: the mean of the m nearest rows, in chunks as in one piece
+    codes = rng.normal(size=(25, 3)).astype(np.float32)
+    got = neighbour_responsibilities(reference, resp, codes, n_neighbors=5, chunk=7)
+    nearest = np.argsort(((codes[:, None] - reference[None]) ** 2).sum(-1), axis=1)[:, :5]
+    np.testing.assert_allclose(got, resp[nearest].mean(1), rtol=1e-6)
+    np.testing.assert_allclose(got.sum(1), 1.0)
+
+
+def test_aekm_manifold_predicts_its_partition_and_saves_the_map(tmp_path):
+    import mixclust
+    from mixclust import AEClustering
+
+    X, _ = _blobs(n=150, k=3)
+    model = AEClustering(3, epochs=3, random_state=0, device="cpu").fit(X)
+    assert model.manifold_resp_.shape == (150, 3) and model.manifold_codes_.shape == (150, model.latent_dim)
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(model.labels_, model.predict(X))
+    model.save(tmp_path / "aekm")
+    np.testing.assert_allclose(mixclust.load(tmp_path / "aekm").predict_proba(X), proba)
+
+
 def test_manifold_partition_falls_back_on_tiny_data():
     from mixclust._deep import manifold_partition
 

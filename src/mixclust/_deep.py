@@ -255,6 +255,37 @@ def manifold_partition(codes: np.ndarray, n_clusters: int, seed: int) -> np.ndar
     return gmm.predict_proba(embedding)
 
 
+#: Training codes whose partition responsibilities a code averages in :func:`neighbour_responsibilities`.
+MANIFOLD_PREDICT_NEIGHBOURS = 15
+
+
+def neighbour_responsibilities(reference: np.ndarray, reference_resp: np.ndarray, codes: np.ndarray,
+                               n_neighbors: int = MANIFOLD_PREDICT_NEIGHBOURS, chunk: int = 8192) -> np.ndarray:
+    r"""Out-of-sample map of a partition of the ``reference`` codes (n_ref, d) with responsibilities
+    ``reference_resp`` (n_ref, K): each of ``codes`` (n, d) gets the mean responsibilities of its m nearest
+    reference codes (Euclidean, m = ``n_neighbors``),
+
+    .. math:: p(k \mid z) = \frac1m \sum_{j \in \mathcal N_m(z)} r_{jk}.
+
+    Why: :func:`manifold_partition` partitions a UMAP embedding, which has no out-of-sample map here (and a
+    UMAP object cannot be saved without pickled code). The Gaussians of each part fitted in code space (one
+    M-step) lose what UMAP found: on a trained VaDE's MNIST latent means (70,000, seed 0) their posterior
+    scores NMI 0.929 against the partition's 0.942. The neighbours keep it: with the partition of all 70,000,
+    the 10,000 last codes mapped from the 60,000 first score NMI 0.946 (the partition itself 0.947 on them),
+    ECE 0.009, and agree with the partition on 99.5% (benchmarks/probes/probe_manifold_predict.py). Rows sum
+    to one; a code equal to a reference code counts it among its neighbours.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    index = NearestNeighbors(n_neighbors=min(n_neighbors, len(reference))).fit(reference)
+    resp = np.asarray(reference_resp, dtype=np.float64)
+    out = np.empty((len(codes), resp.shape[1]))
+    for start in range(0, len(codes), chunk):  # (chunk, m, K) at a time, not (n, m, K)
+        _, neighbours = index.kneighbors(codes[start:start + chunk])
+        out[start:start + chunk] = resp[neighbours].mean(axis=1)
+    return out
+
+
 def weighted_gaussians(codes: np.ndarray, resp: np.ndarray, reg: float = 1e-4):
     r"""The M-step of a full-covariance GMM from responsibilities: :math:`N_k = \sum_i r_{ik}`,
     :math:`\mu_k = \sum_i r_{ik} z_i / N_k`, :math:`\Sigma_k = \sum_i r_{ik} (z_i - \mu_k)(z_i - \mu_k)^\top / N_k

@@ -60,6 +60,7 @@ from ._deep import (
     as_float_array,
     keeps_global_rng,
     manifold_partition,
+    neighbour_responsibilities,
     weighted_gaussians,
 )
 from ._registry import MODELS, register
@@ -461,10 +462,11 @@ class AEClustering(DeepEstimator):
     * ``clusterer="gmm"``: :class:`mixclust.GaussianMixture` (``covariance_type``, ``reg_covar``);
       soft assignments are the responsibilities :math:`p(k \mid z)`;
     * ``clusterer="manifold"`` (the default): the codes' UMAP embedding is clustered by a full GMM
-      (:func:`mixclust._deep.manifold_partition`, the N2D recipe of McConville et al. 2020), and the mixture
-      kept is the full-covariance GMM on the codes with that partition's weights, means and covariances
-      (one M-step), so new data are assigned by :math:`p(k \mid z)` without UMAP; fewer than 100 samples
-      fall back to ``"gmm"``.
+      (:func:`mixclust._deep.manifold_partition`, the N2D recipe of McConville et al. 2020). A code, new or
+      fitted, gets the mean partition responsibilities of its 15 nearest training codes
+      (:func:`mixclust._deep.neighbour_responsibilities`), so new data are assigned without UMAP and the fitted
+      points keep their partition; ``gmm_`` holds the Gaussians of the partition on the codes (one M-step)
+      for ``cluster_centers_``. Fewer than 100 samples fall back to ``"gmm"``.
 
     :meth:`from_autoencoder` reuses an already fitted autoencoder (no retraining), so the
     AE+KM and AE+GMM baselines of a study can share one network.
@@ -501,7 +503,10 @@ class AEClustering(DeepEstimator):
     autoencoder_ : AutoEncoder or VAE
         The fitted autoencoder (``autoencoder_.reconstruct`` etc. work on it).
     gmm_ : GaussianMixture
-        The fitted mixture (``clusterer="gmm"`` only).
+        The fitted mixture (``clusterer="gmm"``), or the Gaussians of the manifold partition (``"manifold"``).
+    manifold_codes_, manifold_resp_ : ndarray (n, latent_dim), (n, n_clusters) or None
+        ``clusterer="manifold"``: the training codes and their partition responsibilities, which
+        ``predict_proba`` averages over a code's nearest training codes; None when it fell back to ``"gmm"``.
     cluster_centers_ : ndarray (n_clusters, latent_dim)
         K-means centroids, or the GMM means.
     inertia_ : float
@@ -623,17 +628,20 @@ class AEClustering(DeepEstimator):
             self.inertia_ = float(kmeans.inertia_)
             self.labels_ = kmeans.labels_.astype(np.int64)
         else:
-            self.gmm_ = self._latent_mixture(Z)
+            resp = manifold_partition(Z, self.n_clusters, self._seed_value()) if self.clusterer == "manifold" else None
+            self.gmm_ = self._latent_mixture(Z, resp)
             self.cluster_centers_ = self.gmm_.means_
-            self.labels_ = self.gmm_.labels_.astype(np.int64)
+            self.manifold_codes_ = None if resp is None else Z.astype(np.float32)
+            self.manifold_resp_ = None if resp is None else resp.astype(np.float32)
+            # the fitted points through the same map as new data, so labels_ equals predict(X)
+            self.labels_ = self._responsibilities(Z).argmax(axis=1).astype(np.int64)
 
-    def _latent_mixture(self, Z: np.ndarray) -> GaussianMixture:
-        """The GMM on the codes: fitted by EM (``"gmm"``), or (``"manifold"``) the Gaussians of the partition of
+    def _latent_mixture(self, Z: np.ndarray, resp: np.ndarray | None) -> GaussianMixture:
+        """The GMM on the codes: fitted by EM (``resp`` None), or the Gaussians of the partition ``resp`` of
         their UMAP embedding (:func:`mixclust._deep.manifold_partition`, one M-step, no EM after it: EM would
         pull it back to the partition a GMM finds on the codes themselves)."""
         gmm = GaussianMixture(self.n_clusters, covariance_type=self.covariance_type, reg_covar=self.reg_covar,
                               random_state=self._seed_value(), device=self.device)
-        resp = manifold_partition(Z, self.n_clusters, self._seed_value()) if self.clusterer == "manifold" else None
         if resp is None:
             return gmm.fit(Z)
         counts, means, covariances = weighted_gaussians(Z, resp, reg=max(self.reg_covar, 1e-6))
@@ -645,18 +653,25 @@ class AEClustering(DeepEstimator):
         check_is_fitted(self, "autoencoder_")
         return self.autoencoder_.transform(X)
 
+    def _responsibilities(self, Z: np.ndarray) -> np.ndarray:
+        """p(k | z) of codes Z: the manifold partition's neighbour map, or the GMM's responsibilities."""
+        if getattr(self, "manifold_resp_", None) is not None:
+            return neighbour_responsibilities(self.manifold_codes_, self.manifold_resp_, np.asarray(Z, np.float32))
+        return self.gmm_.predict_proba(Z)
+
     def predict_proba(self, X) -> np.ndarray:
-        """GMM: responsibilities p(k | z). K-means: one-hot of the nearest centroid (hard assignments)."""
+        """Manifold: the mean partition responsibilities of the nearest training codes. GMM: responsibilities
+        p(k | z). K-means: one-hot of the nearest centroid (hard assignments)."""
         Z = self.transform(X)
         if self.clusterer != "kmeans":
-            return self.gmm_.predict_proba(Z)
+            return self._responsibilities(Z)
         return np.eye(self.n_clusters)[self._nearest_centroid(Z)]
 
     def predict(self, X) -> np.ndarray:
-        """Cluster of each sample: nearest centroid (K-means) or most responsible component (GMM)."""
+        """Cluster of each sample: nearest centroid (K-means) or most responsible cluster (GMM, manifold)."""
         Z = self.transform(X)
         if self.clusterer != "kmeans":
-            return self.gmm_.predict(Z)
+            return self._responsibilities(Z).argmax(axis=1)
         return self._nearest_centroid(Z)
 
     def _nearest_centroid(self, Z: np.ndarray) -> np.ndarray:

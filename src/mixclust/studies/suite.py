@@ -36,7 +36,8 @@ DESCRIPTION = "every registered clusterer with its defaults on many data sets, b
 SUITE_VERSION = 3
 #: Models whose code changed after ``SUITE_VERSION`` in a way their parameters do not show, so only their runs
 #: are recomputed. 4: the UMAP-embedding GMM of ``_deep.manifold_partition`` keeps the best of 10 starts by
-#: log-likelihood instead of one start (aekm's clusterer, VaDE's and MoA's initialisation).
+#: log-likelihood instead of one start (aekm's clusterer, VaDE's and MoA's initialisation), and aekm assigns by
+#: the partition's neighbour map (``_deep.neighbour_responsibilities``) instead of its Gaussians on the codes.
 MODEL_VERSIONS = {"aekm": 4, "vade": 4, "moa": 4}
 BASELINES = ("kmeans", "sklearn-gmm")
 FORMS = ("flat", "images")
