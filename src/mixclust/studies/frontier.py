@@ -45,8 +45,8 @@ PROTOCOLS = {"all": "fit and score on all 70,000 images", "test": "fit on the 60
 #: The rows of a run, in the order of the route. The last is a probe, not a registered model: the UMAP + GMM
 #: partition (``_deep.manifold_partition``) of the trained VaDE's latent means on the fitted images, with the
 #: neighbour map (``_deep.neighbour_responsibilities``, aekm's) for the scored ones. The partition's Gaussians in
-#: latent space (one M-step) give back VaDE's own score instead (MNIST seed 0: 0.929 against VaDE 0.930 and the
-#: partition's 0.942; benchmarks/probes/probe_manifold_predict.py).
+#: latent space (one M-step) give back VaDE's own score instead (MNIST seed 0: 0.9285 against VaDE 0.9298 and the
+#: partition's 0.9413; benchmarks/probes/probe_manifold_predict.py).
 METHODS = ("K-means on pixels", "aekm, clusterer='kmeans'", "aekm, clusterer='gmm'", "aekm (default: UMAP + GMM)",
            "vade (default)", "vade latent, UMAP + GMM partition, neighbour map (probe)")
 ROUTE = {"aekm, clusterer='kmeans'": "kmeans", "aekm, clusterer='gmm'": "gmm", "aekm (default: UMAP + GMM)": "manifold"}
