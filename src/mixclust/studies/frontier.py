@@ -21,6 +21,7 @@ each stage. Finished runs are kept in ``out_dir/.runs.pkl``, so the study resume
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -203,6 +204,25 @@ def _reliability_figure(report, rows, name, protocol):
                   "against confidence, 15 bins")
 
 
+#: The README's ``Frontier:`` command run alone on the machine, its metrics.json with the command added (kept in
+#: the report folder; the report shows it when present).
+README_COMMAND_EVIDENCE = "readme_command_vade_mnist_all.json"
+
+
+def _readme_command(report, out_dir: Path) -> None:
+    path = Path(out_dir) / README_COMMAND_EVIDENCE
+    if not path.exists():
+        return
+    run = json.loads(path.read_text())
+    scores = run["metrics"]
+    report.section("The README's `Frontier:` command")
+    report.text(f"`{run['command']}` ({run['machine']}; [{README_COMMAND_EVIDENCE}]({README_COMMAND_EVIDENCE})):")
+    report.table([{"set": run["data"], "n": run["n_samples"], **{m.upper(): f"{scores[m]:.3f}" for m in
+                                                                 ("nmi", "acc", "ari", "ece")},
+                   "fit minutes": f"{run['fit_seconds'] / 60:.1f}",
+                   f"target NMI {TARGETS['mnist']}": "met" if scores["nmi"] >= TARGETS["mnist"] else "**not met**"}])
+
+
 def write_report(results: dict, out_dir) -> Path:
     rows, quick, seed = results["rows"], results["quick"], results["seed"]
     command = "mixclust reproduce frontier" + (" --quick" if quick else "") + f" --seed {seed}"
@@ -218,6 +238,7 @@ def write_report(results: dict, out_dir) -> Path:
                 "row is a probe, not a registered model: the UMAP + GMM partition of the trained VaDE's latent "
                 "means of the fitted images, mapped to the scored ones by their 15 nearest fitted codes (aekm's "
                 "neighbour map), VaDE's minutes included.")
+    _readme_command(report, out_dir)
     if results.get("missing"):
         report.text("**Not run yet** (`mixclust reproduce frontier` resumes from the cache): "
                     + "; ".join(results["missing"]) + ".")
