@@ -50,3 +50,18 @@ def test_clone_pipeline_and_grid_search_work_with_a_deep_model():
                           scoring="adjusted_rand_score", cv=2).fit(X, y)
     assert search.best_params_["aeclustering__latent_dim"] in (2, 3)
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+
+
+def test_predict_is_the_argmax_of_predict_proba_for_every_registered_clusterer():
+    """The suite scores labels as the argmax of ``predict_proba`` (one pass through the model), which is what
+    every registered clusterer's ``predict`` returns."""
+    from mixclust.studies.suite import _make, clusterers
+
+    X, _ = _blobs()
+    small = {"vade": SMALL[0], "aekm": SMALL[1], "moa": SMALL[2], "nnobj": SMALL[3]}
+    for name in clusterers():
+        model = clone(small[name]) if name in small else _make(name, 3, 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.fit(X)
+        np.testing.assert_array_equal(model.predict(X), model.predict_proba(X).argmax(axis=1), err_msg=name)

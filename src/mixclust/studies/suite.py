@@ -203,11 +203,12 @@ def fit_one(name: str, X: np.ndarray, y: np.ndarray, n_clusters: int, seed: int,
         warnings.simplefilter("always")
         model.fit(inputs)
     seconds = time.perf_counter() - started
-    labels = np.asarray(model.predict(inputs))
+    # one pass through the model: every registered model's predict is the argmax of its predict_proba
+    proba = model.predict_proba(inputs) if hasattr(model, "predict_proba") else None
+    labels = np.asarray(model.predict(inputs) if proba is None else proba.argmax(axis=1))
     scores = metrics.external_metrics(y, labels)
     # calibration of the soft assignments (issue 18); K-means has none
-    ece = (metrics.expected_calibration_error(y, model.predict_proba(inputs)) if hasattr(model, "predict_proba")
-           else None)
+    ece = None if proba is None else metrics.expected_calibration_error(y, proba)
     sizes = np.bincount(labels, minlength=n_clusters)
     kinds = sorted({w.category.__name__ for w in caught
                     if any(word in w.category.__name__ for word in ("Degenerate", "Empty"))})
