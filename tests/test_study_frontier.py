@@ -56,3 +56,10 @@ def test_render_reports_the_finished_runs_and_lists_the_missing(tmp_path):
     (tmp_path / ".runs.pkl").write_bytes(pickle.dumps({}))
     text = study.render(tmp_path).read_text()
     assert "**Not run yet**" in text and "mnist `all` seed 0 route" in text and "fashion `test` seed 2 vade" in text
+
+
+def test_every_set_names_a_registered_data_set():
+    from mixclust import datasets
+
+    assert set(study.DATA) == set(study.SETS)
+    assert all(name in datasets.DATASETS for name in study.DATA.values())

@@ -41,6 +41,8 @@ DESCRIPTION = ("The frontier: the N2D route's steps (autoencoder, K-means / GMM 
                "with their defaults on MNIST and Fashion-MNIST, both protocols, with calibration")
 
 SETS = ("mnist", "fashion")
+#: The registered data set (``datasets.load``) behind each of :data:`SETS`.
+DATA = {"mnist": "mnist", "fashion": "fashion_mnist"}
 PROTOCOLS = {"all": "fit and score on all 70,000 images", "test": "fit on the 60,000 training images, score on "
                                                                   "the 10,000 test images"}
 #: The rows of a run, in the order of the route. The last is a probe, not a registered model: the UMAP + GMM
@@ -80,10 +82,10 @@ def load(name: str, protocol: str, cfg: dict, seed: int, data_dir=None, quick: b
             return X, X, y
         return X[:cfg["n_fit"]], X[cfg["n_fit"]:], y[cfg["n_fit"]:]
     if protocol == "all":
-        X, y = datasets.load(name, split="all", data_dir=data_dir)
+        X, y = datasets.load(DATA[name], split="all", data_dir=data_dir)
         return X, X, y
-    X_fit, _ = datasets.load(name, split="train", data_dir=data_dir)
-    X_score, y_score = datasets.load(name, split="test", data_dir=data_dir)
+    X_fit, _ = datasets.load(DATA[name], split="train", data_dir=data_dir)
+    X_score, y_score = datasets.load(DATA[name], split="test", data_dir=data_dir)
     return X_fit, X_score, y_score
 
 
@@ -234,7 +236,8 @@ def write_report(results: dict, out_dir) -> Path:
                 "clusterers share one autoencoder per seed (`AEClustering.from_autoencoder`), so their rows differ "
                 "only in the step after it; the default row is `mixclust fit --model aekm` unless its result is "
                 "flagged degenerate (column `flagged`), when the registered model would restart. Minutes are "
-                "wall time on the machine named above, including the autoencoder for every route row. The last "
+                "wall time on the machine named above, including the autoencoder for every route row; a study run "
+                "may share the machine with other jobs (the README's command below was timed alone). The last "
                 "row is a probe, not a registered model: the UMAP + GMM partition of the trained VaDE's latent "
                 "means of the fitted images, mapped to the scored ones by their 15 nearest fitted codes (aekm's "
                 "neighbour map), VaDE's minutes included.")
