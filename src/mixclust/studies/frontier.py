@@ -89,9 +89,8 @@ def load(name: str, protocol: str, cfg: dict, seed: int, data_dir=None, quick: b
     return X_fit, X_score, y_score
 
 
-def _scores(y, model, X, proba=None) -> dict:
-    """NMI, ACC, ARI, ECE and the reliability bins of a fitted model on (X, y), or of given soft assignments."""
-    proba = model.predict_proba(X) if proba is None else proba
+def _scores(y, proba) -> dict:
+    """NMI, ACC, ARI, ECE and the reliability bins of soft assignments ``proba`` (n, K) against labels y."""
     labels = proba.argmax(axis=1)
     result = metrics.external_metrics(y, labels)
     bins = metrics.calibration_bins(y, proba)
@@ -119,7 +118,7 @@ def route(X_fit, X_score, y_score, seed: int, cfg: dict, log=print) -> list[dict
         started = time.perf_counter()
         model = AEClustering.from_autoencoder(autoencoder, 10, clusterer, random_state=seed).fit(X_fit)
         seconds = time.perf_counter() - started
-        scores = _scores(y_score, model, X_score)
+        scores = _scores(y_score, model.predict_proba(X_score))
         rows.append({"method": method, **scores, "seconds": ae_seconds + seconds,
                      "stages": {"autoencoder": ae_seconds, f"clusterer {clusterer!r}": seconds}})
         log(f"  {method}: NMI {scores['nmi']:.3f} ECE {scores['ece']:.3f} ({seconds:.0f} s)")
@@ -131,7 +130,7 @@ def vade(X_fit, X_score, y_score, seed: int, cfg: dict, log=print) -> list[dict]
     started = time.perf_counter()
     model = VaDE(10, random_state=seed, **cfg["model"].get("vade", {})).fit(X_fit)
     seconds = time.perf_counter() - started
-    scores = _scores(y_score, model, X_score)
+    scores = _scores(y_score, model.predict_proba(X_score))
     log(f"  VaDE: NMI {scores['nmi']:.3f} ECE {scores['ece']:.3f} ({seconds:.0f} s)")
     rows = [{"method": METHODS[4], **scores, "seconds": seconds, "stages": {"VaDE fit": seconds},
              "restarts": len(getattr(model, "n_init_objectives_", [])) or 1}]
@@ -141,7 +140,7 @@ def vade(X_fit, X_score, y_score, seed: int, cfg: dict, log=print) -> list[dict]
     if resp is not None:
         proba = neighbour_responsibilities(codes, resp, codes if X_score is X_fit else model.transform(X_score))
         extra = time.perf_counter() - started
-        scores = _scores(y_score, None, None, proba=proba)
+        scores = _scores(y_score, proba)
         log(f"  VaDE latent, UMAP + GMM: NMI {scores['nmi']:.3f} ECE {scores['ece']:.3f} ({extra:.0f} s)")
         rows.append({"method": METHODS[5], **scores, "seconds": seconds + extra,
                      "stages": {"VaDE fit": seconds, "UMAP + GMM partition and neighbour map": extra}})
