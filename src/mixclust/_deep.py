@@ -352,7 +352,8 @@ class DeepEstimator(MixclustEstimator):
             check_int(self.n_init, "n_init", 1)
 
     def _fit_with_restarts(self, fit_once, X: np.ndarray) -> None:
-        """Run ``fit_once()`` (which sets the fitted attributes and ``labels_``) ``n_init`` times, each
+        """Run ``fit_once()`` (which sets the fitted attributes and ``labels_``, and returns the soft
+        assignments (n, K) of X it took them from, so they are not computed twice) ``n_init`` times, each
         from another seed, and keep the run with the lowest :meth:`_objective` on X among those that
         :func:`mixclust.metrics.degeneracy` does not flag (among all if every run is flagged, with a
         :class:`DegenerateFitWarning`). ``n_init="auto"``: one run, and more (up to :data:`AUTO_MAX_RUNS`)
@@ -372,9 +373,9 @@ class DeepEstimator(MixclustEstimator):
                 self._drawn_seed = (base + _RESTART_SEED_STEP * run) % (2**31 - 1)
                 self._stage_suffix = f"-run{run + 1}" if run else ""
                 self._degenerate_so_far = sum(r[1] is not None for r in runs)
-                fit_once()
+                proba = fit_once()
                 K = int(getattr(self, self._n_clusters_param))
-                reason = degeneracy(self.labels_, K, self._proba(X))
+                reason = degeneracy(self.labels_, K, proba)
                 runs.append((self._objective(X), reason, self._fitted_snapshot()))
                 if auto and reason is None:
                     break

@@ -609,7 +609,7 @@ class AEClustering(DeepEstimator):
     def _objective(self, X) -> float:
         return self.autoencoder_.reconstruction_error(X)
 
-    def _fit_once(self, X, validation_data) -> None:
+    def _fit_once(self, X, validation_data) -> np.ndarray:
         autoencoder = getattr(self, "_pretrained", None)
         if autoencoder is None:
             autoencoder = self._make_autoencoder().fit(X, validation_data=validation_data)
@@ -627,14 +627,16 @@ class AEClustering(DeepEstimator):
             self.cluster_centers_ = kmeans.cluster_centers_.astype(np.float64)
             self.inertia_ = float(kmeans.inertia_)
             self.labels_ = kmeans.labels_.astype(np.int64)
-        else:
-            resp = manifold_partition(Z, self.n_clusters, self._seed_value()) if self.clusterer == "manifold" else None
-            self.gmm_ = self._latent_mixture(Z, resp)
-            self.cluster_centers_ = self.gmm_.means_
-            self.manifold_codes_ = None if resp is None else Z.astype(np.float32)
-            self.manifold_resp_ = None if resp is None else resp.astype(np.float32)
-            # the fitted points through the same map as new data, so labels_ equals predict(X)
-            self.labels_ = self._responsibilities(Z).argmax(axis=1).astype(np.int64)
+            return np.eye(self.n_clusters)[self.labels_]  # what predict_proba gives: one-hot of the nearest centroid
+        resp = manifold_partition(Z, self.n_clusters, self._seed_value()) if self.clusterer == "manifold" else None
+        self.gmm_ = self._latent_mixture(Z, resp)
+        self.cluster_centers_ = self.gmm_.means_
+        self.manifold_codes_ = None if resp is None else Z.astype(np.float32)
+        self.manifold_resp_ = None if resp is None else resp.astype(np.float32)
+        # the fitted points through the same map as new data, so labels_ equals predict(X)
+        proba = self._responsibilities(Z)
+        self.labels_ = proba.argmax(axis=1).astype(np.int64)
+        return proba
 
     def _latent_mixture(self, Z: np.ndarray, resp: np.ndarray | None) -> GaussianMixture:
         """The GMM on the codes: fitted by EM (``resp`` None), or the Gaussians of the partition ``resp`` of

@@ -466,7 +466,7 @@ class MoA(DeepEstimator):
         self._fit_with_restarts(lambda: self._fit_once(X, data, val, initialised), X)
         return self
 
-    def _fit_once(self, X: np.ndarray, data: torch.Tensor, val, initialised) -> None:
+    def _fit_once(self, X: np.ndarray, data: torch.Tensor, val, initialised) -> np.ndarray:
         """One run (initialisation, then joint training) from this run's seed."""
         if initialised is None:
             self._initialise(X, data)
@@ -483,7 +483,9 @@ class MoA(DeepEstimator):
         history = trainer.fit(data, self._step, validate=validate, monitor="loss" if val is None else "val_nmi",
                               mode="min" if val is None else "max")
         self.history_ = [*self._init_history, *({"stage": "train", **r} for r in history)]
-        self.labels_ = self._proba(X).argmax(1)
+        proba = self._proba(X)
+        self.labels_ = proba.argmax(1)
+        return proba
 
     @torch.no_grad()
     def _objective(self, X: np.ndarray) -> float:

@@ -396,7 +396,7 @@ class VaDE(DeepEstimator):
         self._fit_with_restarts(lambda: self._fit_once(X, data, val, pretrained), X)
         return self
 
-    def _fit_once(self, X: np.ndarray, data: torch.Tensor, val, pretrained) -> None:
+    def _fit_once(self, X: np.ndarray, data: torch.Tensor, val, pretrained) -> np.ndarray:
         """One run of the three stages from this run's seed."""
         if pretrained is None:
             self._pretrain(X, data)
@@ -418,7 +418,9 @@ class VaDE(DeepEstimator):
         self.degeneracy_guard_ = None if guard is None else guard.restore()
         self.history_ = [{"stage": "pretrain", **r} for r in self._pretrain_history] + history
         self._store_prior()
-        self.labels_ = self._proba(X).argmax(1)
+        proba = self._proba(X)
+        self.labels_ = proba.argmax(1)
+        return proba
 
     @keeps_global_rng
     def pretrain(self, X):
