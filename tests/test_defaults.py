@@ -5,9 +5,12 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from sklearn.datasets import make_blobs
 
+import mixclust
 from mixclust import AEClustering, AutoEncoder, DegenerateFitWarning, EmptyClusterWarning, MoA, VaDE
+from mixclust import nn as mnn
 from mixclust._deep import AUTO_MAX_RUNS, DeepEstimator, auto_batch_size, auto_epochs
 from mixclust.metrics import degeneracy
 
@@ -316,3 +319,24 @@ def test_a_dataframe_is_accepted_and_its_column_names_kept(name):
     with pytest.raises(ValueError, match="feature names"):
         model.predict(renamed)
     assert isinstance(pd.DataFrame, type)
+
+
+# -- hidden="auto": the MLP's widths follow the number of input features ------------------------------------------
+@pytest.mark.parametrize("shape, expected", [((784,), (500, 500, 2000)), ((1, 28, 28), (500, 500, 2000)),
+                                             ((3072,), (500, 500, 2000)), ((64,), (143, 143, 571)),
+                                             ((1, 16, 16), (286, 286, 1143)), ((4,), (64, 64, 143))])
+def test_resolve_hidden_auto(shape, expected):
+    assert mnn.resolve_hidden("auto", shape) == expected
+    assert mnn.resolve_hidden((7, 3), shape) == (7, 3)  # explicit widths are kept
+
+
+def test_hidden_auto_builds_the_smaller_network_and_saves(tmp_path):
+    X = np.random.default_rng(0).random((120, 8)).astype(np.float32)
+    model = VaDE(3, hidden="auto", latent_dim=2, pretrain_epochs=1, epochs=1, n_init=1).fit(X)
+    widths = [m.out_features for m in model.network_.encoder.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths[:3] == [64, 64, 202]  # 8 features: 2000 * sqrt(8 / 784) = 202
+    model.save(tmp_path / "vade")
+    again = mixclust.load(tmp_path / "vade")
+    np.testing.assert_allclose(again.predict_proba(X), model.predict_proba(X), atol=1e-6)
+    with pytest.raises(TypeError, match='hidden must be a tuple of layer widths such as .* or "auto"'):
+        AEClustering(3, hidden="wide").fit(X)

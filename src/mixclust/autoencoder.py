@@ -133,12 +133,6 @@ def add_gaussian_noise(X, std: float, random_state=None, clip: bool = False) -> 
     return noisy
 
 
-def _check_hidden(hidden) -> tuple:
-    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (tuple, list)):
-        raise TypeError(f"hidden must be a tuple of layer widths such as (500, 500, 2000), got {hidden!r}")
-    return tuple(check_int(h, "every hidden width", 1) for h in hidden)
-
-
 def _validation_images(validation_data):
     """X_val out of ``validation_data``: ``(X_val, y_val)``, ``(X_val,)`` or an array (labels unused)."""
     if validation_data is None:
@@ -186,8 +180,9 @@ class AutoEncoder(DeepEstimator):
         ``auto``: MLP for 2-D input (n, D), convolutional for images (n, C, H, W) (a 3-D
         array (n, H, W) is read as one-channel images).
     latent_dim : int, default=10
-    hidden : tuple of int, default=(500, 500, 2000)
-        MLP widths of the encoder (the decoder mirrors them); ignored by ``conv``.
+    hidden : tuple of int or "auto", default=(500, 500, 2000)
+        MLP widths of the encoder (the decoder mirrors them); ignored by ``conv``. ``"auto"`` scales them
+        down for inputs of fewer than 784 features (:func:`mixclust.nn.resolve_hidden`).
     filters, n_blocks : int, default=8, 3
         Convolutional network: ``n_blocks`` x [Conv ``filters`` 3x3, ReLU, MaxPool 2] then a
         dense layer to the latent (see :mod:`mixclust.nn`; odd sizes are floored by the pooling
@@ -273,7 +268,7 @@ class AutoEncoder(DeepEstimator):
     def _check_parameters(self) -> None:
         self._check_training_parameters()
         check_int(self.latent_dim, "latent_dim", 1)
-        _check_hidden(self.hidden)
+        mnn.check_hidden(self.hidden)
         check_int(self.filters, "filters", 1)
         check_int(self.n_blocks, "n_blocks", 1)
         check_option(self.decoder, "decoder", mnn.DECODERS)
@@ -292,9 +287,10 @@ class AutoEncoder(DeepEstimator):
     # -- networks -----------------------------------------------------------------------------------
     def _build_modules(self, attributes: dict) -> dict[str, torch.nn.Module]:
         """Encoder and decoder for the fitted input shape, architecture and output activation."""
+        shape = tuple(attributes["input_shape_"])
         encoder, decoder = mnn.build_autoencoder(
-            attributes["arch_"], tuple(attributes["input_shape_"]), int(self.latent_dim),
-            hidden=_check_hidden(self.hidden), filters=int(self.filters), n_blocks=int(self.n_blocks),
+            attributes["arch_"], shape, int(self.latent_dim),
+            hidden=mnn.resolve_hidden(self.hidden, shape), filters=int(self.filters), n_blocks=int(self.n_blocks),
             gaussian=self._gaussian, output_activation=attributes["output_activation_"], decoder=self.decoder)
         device = self._device()
         return {"encoder_": encoder.to(device), "decoder_": decoder.to(device)}

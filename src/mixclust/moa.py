@@ -57,7 +57,7 @@ from . import nn as mnn
 from ._base import check_float, check_int, check_option
 from ._deep import DeepEstimator, keeps_global_rng, latent_gmm, manifold_partition
 from ._registry import register
-from .autoencoder import _check_hidden, reconstruction_loss
+from .autoencoder import reconstruction_loss
 
 LOSSES = ("blend", "competitive", "minimax", "bound", "frobenius_bound", "switch")
 #: ``balance="auto"``: the weight per input feature measured to help (5.0 for 784-pixel MNIST, reports/moa,
@@ -428,8 +428,8 @@ class MoA(DeepEstimator):
         if not isinstance(self.specialise, (bool, np.bool_)):
             raise ValueError(f"specialise must be True or False, got {self.specialise!r}")
         check_int(self.latent_dim, "latent_dim", 1)
-        _check_hidden(self.hidden)
-        _check_hidden(self.router_hidden)
+        mnn.check_hidden(self.hidden, "(256, 64)", allow_auto=False)
+        mnn.check_hidden(self.router_hidden, "(64,)", allow_auto=False)
 
     def _path(self) -> str:
         if self.experts_path != "auto":
@@ -438,12 +438,14 @@ class MoA(DeepEstimator):
 
     def _build_modules(self, attributes: dict) -> dict[str, nn.Module]:
         shape = tuple(attributes["input_shape_"])
+        hidden = mnn.check_hidden(self.hidden, "(256, 64)", allow_auto=False)
+        router_hidden = mnn.check_hidden(self.router_hidden, "(64,)", allow_auto=False)
         experts = [mnn.build_autoencoder(attributes["arch_"], shape, int(self.latent_dim),
                                          output_activation=attributes.get("output_activation_", "sigmoid"),
-                                         hidden=_check_hidden(self.hidden), filters=int(self.filters),
+                                         hidden=hidden, filters=int(self.filters),
                                          n_blocks=int(self.n_blocks), decoder=self.decoder)
                    for _ in range(int(self.n_clusters))]
-        router = Router(shape, int(self.n_clusters), int(self.router_filters), _check_hidden(self.router_hidden))
+        router = Router(shape, int(self.n_clusters), int(self.router_filters), router_hidden)
         return {"network_": MoANetwork(Experts(experts, self._path()), router, int(self.n_clusters)).to(self._device())}
 
     # -- training -----------------------------------------------------------------------------------

@@ -32,7 +32,34 @@ import math
 
 from torch import nn
 
+from ._base import check_int
+
 MLP_HIDDEN = (500, 500, 2000)
+#: ``hidden="auto"``: :data:`MLP_HIDDEN`, sized for 784 pixels, scaled by :math:`\sqrt{D / 784}` for D < 784
+#: input features, and no layer narrower than this.
+AUTO_HIDDEN_REFERENCE, AUTO_HIDDEN_MIN = 784, 64
+
+
+def check_hidden(hidden, example: str = "(500, 500, 2000)", allow_auto: bool = True):
+    """``hidden`` as a tuple of positive widths, or ``"auto"`` (:func:`resolve_hidden`) where allowed."""
+    if allow_auto and isinstance(hidden, str) and hidden == "auto":
+        return hidden
+    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (tuple, list)):
+        also = ' or "auto"' if allow_auto else ""
+        raise TypeError(f"hidden must be a tuple of layer widths such as {example}{also}, got {hidden!r}")
+    return tuple(check_int(h, "every hidden width", 1) for h in hidden)
+
+
+def resolve_hidden(hidden, input_shape: tuple) -> tuple:
+    r"""The MLP's hidden widths for samples of ``input_shape``. ``"auto"``: each width :math:`w` of
+    :data:`MLP_HIDDEN` becomes :math:`\max(64, \operatorname{round}(w \sqrt{\min(1, D / 784)}))` for
+    :math:`D` input features, so 64 features get (143, 143, 571) and 4 get (64, 64, 143) instead of a network
+    of 2.6 million weights sized for MNIST; 784 features and more keep (500, 500, 2000)."""
+    hidden = check_hidden(hidden)
+    if hidden != "auto":
+        return hidden
+    scale = math.sqrt(min(1.0, math.prod(input_shape) / AUTO_HIDDEN_REFERENCE))
+    return tuple(max(AUTO_HIDDEN_MIN, int(round(w * scale))) for w in MLP_HIDDEN)
 #: Upsampling blocks of the convolutional decoder (``decoder=`` of the deep estimators; see the module docstring).
 DECODERS = ("upsample", "transposed")
 #: Kernel and stride of the ``"transposed"`` decoder's transposed convolutions.

@@ -49,6 +49,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.utils.validation import _check_feature_names, check_is_fitted
 from torch import nn
 
+from . import nn as mnn
 from ._base import check_float, check_int, check_option, resolve_device
 from ._deep import INFERENCE_BATCH, DeepEstimator, DegenerateFitWarning, as_float_array, keeps_global_rng
 from ._registry import register
@@ -233,12 +234,6 @@ def build_network(n_features: int, n_outputs: int, hidden, activation: str) -> n
     return nn.Sequential(*layers)
 
 
-def _check_hidden(hidden) -> tuple:
-    if isinstance(hidden, (str, bytes)) or not isinstance(hidden, (tuple, list)):
-        raise TypeError(f"hidden must be a tuple of layer widths such as (30,), got {hidden!r}")
-    return tuple(check_int(h, "every hidden width", 1) for h in hidden)
-
-
 # ------------------------------------------------------------------------------------------------
 # The estimator
 # ------------------------------------------------------------------------------------------------
@@ -348,7 +343,7 @@ class ObjectiveClustering(DeepEstimator):
     def _check_parameters(self) -> None:
         check_int(self.n_clusters, "n_clusters", 1)
         check_option(self.objective, "objective", OBJECTIVES)
-        _check_hidden(self.hidden)
+        mnn.check_hidden(self.hidden, "(30,)", allow_auto=False)
         if self.activation is not None:
             check_option(self.activation, "activation", tuple(ACTIVATIONS))
         check_int(self.epochs, "epochs", 0)
@@ -397,7 +392,8 @@ class ObjectiveClustering(DeepEstimator):
     def _build_modules(self, attributes: dict) -> dict[str, nn.Module]:
         d = int(attributes["n_features_in_"])
         outputs = d * self.n_clusters if self.objective == "centroid" else self.n_clusters
-        network = build_network(d, outputs, _check_hidden(self.hidden), self._activation())
+        hidden = mnn.check_hidden(self.hidden, "(30,)", allow_auto=False)
+        network = build_network(d, outputs, hidden, self._activation())
         return {"network_": network.to(self._device())}
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

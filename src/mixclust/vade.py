@@ -73,7 +73,7 @@ from ._deep import (
     weighted_gaussians,
 )
 from ._registry import register
-from .autoencoder import LOSSES, _check_hidden, reconstruction_loss, reparameterize
+from .autoencoder import LOSSES, reconstruction_loss, reparameterize
 
 KL_KINDS = ("vade", "approx")
 ASSIGN_KINDS = ("head", "posterior")
@@ -212,7 +212,8 @@ class VaDE(DeepEstimator):
         Covariances of the prior's components: full, parametrised by their Cholesky factors and
         initialised by EM of a full GMM from the K-means centroids, or diagonal (the original VaDE).
     assign : {"head", "posterior"}, default="posterior"
-    arch : {"auto", "mlp", "conv"}; hidden, filters, n_blocks : network sizes (see mixclust.nn).
+    arch : {"auto", "mlp", "conv"}; hidden, filters, n_blocks : network sizes (see mixclust.nn; ``hidden="auto"``
+        scales the MLP down for fewer than 784 input features, :func:`mixclust.nn.resolve_hidden`).
     decoder : {"upsample", "transposed"}, default="upsample"
         The convolutional decoder's blocks: nearest upsampling (the MoA source's CAE) or stride-2 transposed
         convolutions (the AE-vs-VAE source, SPEC §3); see :mod:`mixclust.nn`. No effect with the MLP.
@@ -363,13 +364,14 @@ class VaDE(DeepEstimator):
             raise TypeError(f"degeneracy_guard must be True or False, got {self.degeneracy_guard!r}")
         if self.decoder_variance != "auto":
             check_float(self.decoder_variance, "decoder_variance", 0.0, strict=True)
-        _check_hidden(self.hidden)
+        mnn.check_hidden(self.hidden)
         check_float(self.pretrain_lr, "pretrain_lr", 0.0, strict=True)
 
     def _build_modules(self, attributes: dict) -> dict[str, nn.Module]:
+        shape = tuple(attributes["input_shape_"])
         encoder, decoder = mnn.build_autoencoder(
-            attributes["arch_"], tuple(attributes["input_shape_"]), int(self.latent_dim),
-            hidden=_check_hidden(self.hidden), filters=int(self.filters), n_blocks=int(self.n_blocks),
+            attributes["arch_"], shape, int(self.latent_dim),
+            hidden=mnn.resolve_hidden(self.hidden, shape), filters=int(self.filters), n_blocks=int(self.n_blocks),
             gaussian=True, output_activation=attributes["output_activation_"], decoder=self.decoder)
         network = VaDENetwork(encoder, decoder, encoder.mean.in_features, int(self.n_clusters),
                               int(self.latent_dim), full_covariance=self.covariance_type == "full")
