@@ -9,7 +9,7 @@ import torch
 from sklearn.datasets import make_blobs
 
 import mixclust
-from mixclust import AEClustering, AutoEncoder, DegenerateFitWarning, EmptyClusterWarning, MoA, VaDE
+from mixclust import AEClustering, AutoEncoder, DegenerateFitWarning, EmptyClusterWarning, MoA, VaDE, _deep
 from mixclust import nn as mnn
 from mixclust._deep import AUTO_MAX_RUNS, DeepEstimator, auto_batch_size, auto_epochs
 from mixclust.metrics import degeneracy
@@ -340,3 +340,30 @@ def test_hidden_auto_builds_the_smaller_network_and_saves(tmp_path):
     np.testing.assert_allclose(again.predict_proba(X), model.predict_proba(X), atol=1e-6)
     with pytest.raises(TypeError, match='hidden must be a tuple of layer widths such as .* or "auto"'):
         AEClustering(3, hidden="wide").fit(X)
+
+
+# -- UMAP's small-data distances, computed fast with the same numbers --------------------------------------------
+def test_umap_small_data_distances_are_scikit_learns_numbers():
+    from sklearn.metrics import pairwise_distances
+    from umap import distances
+
+    X = np.random.default_rng(0).normal(size=(300, 7)).astype(np.float32)
+    ours = _deep.umap_pairwise_distances(X, metric=distances.euclidean)
+    theirs = pairwise_distances(X, metric=distances.euclidean)
+    assert ours.dtype == theirs.dtype
+    np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_array_equal(_deep.umap_pairwise_distances(X, metric="cosine"),
+                                  pairwise_distances(X, metric="cosine"))  # anything else: scikit-learn's
+
+
+def test_manifold_embedding_is_unchanged_by_the_fast_distances():
+    import umap
+
+    X, _ = make_blobs(300, centers=4, n_features=6, random_state=1)
+    X = (X / 7.0).astype(np.float32)  # values float32 cannot hold exactly, so rounding would show
+    def embed():
+        return umap.UMAP(n_components=3, n_neighbors=20, min_dist=0.0, random_state=0, n_epochs=50).fit_transform(X)
+    plain = embed()
+    with _deep._fast_small_data_distances():
+        fast = embed()
+    np.testing.assert_array_equal(fast, plain)

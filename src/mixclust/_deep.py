@@ -10,6 +10,7 @@ the per-batch loss.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import warnings
@@ -228,6 +229,37 @@ MANIFOLD_MIN_SAMPLES = 100
 MANIFOLD_N_INIT = 10
 
 
+def umap_pairwise_distances(X, Y=None, metric="euclidean", **kwargs):
+    """scikit-learn's ``pairwise_distances`` as UMAP calls it for data sets under 4,096 rows, with the same
+    numbers faster: UMAP passes its numba metric as a Python callable, which scikit-learn calls once per pair
+    (n^2 / 2 Python calls; the whole partition of 2,000 MNIST/Fashion images took 20.4 s against 12.7 s with
+    this, one thread on a loaded 2-core machine); here numba computes every pair in one parallel loop
+    (umap's own ``parallel_special_metric``) with the same metric, cast to the dtype scikit-learn returns, so
+    the embedding is bit for bit the same (tests/test_defaults.py). Any other call goes to scikit-learn."""
+    from sklearn.metrics import pairwise_distances
+    from umap import distances
+
+    dense = isinstance(X, np.ndarray) and (Y is None or isinstance(Y, np.ndarray))
+    if not (dense and callable(metric) and metric is distances.euclidean and not kwargs):
+        return pairwise_distances(X, Y, metric=metric, **kwargs)
+    Y = X if Y is None else Y
+    dtype = np.result_type(X.dtype, Y.dtype, np.float32)  # what scikit-learn's callable path returns
+    return distances.parallel_special_metric(X, Y, metric=metric).astype(dtype)
+
+
+@contextlib.contextmanager
+def _fast_small_data_distances():
+    """Within the block, UMAP's small-data distance matrix comes from :func:`umap_pairwise_distances`."""
+    from umap import umap_
+
+    original = umap_.pairwise_distances
+    umap_.pairwise_distances = umap_pairwise_distances
+    try:
+        yield
+    finally:
+        umap_.pairwise_distances = original
+
+
 def manifold_partition(codes: np.ndarray, n_clusters: int, seed: int) -> np.ndarray | None:
     r"""Soft partition (n, K) of autoencoder codes by a full-covariance GMM on their UMAP embedding.
 
@@ -243,7 +275,7 @@ def manifold_partition(codes: np.ndarray, n_clusters: int, seed: int) -> np.ndar
     import umap  # imported here: it compiles with numba on first use
 
     n_components = int(min(n_clusters, MANIFOLD_MAX_COMPONENTS, len(codes) - 2))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _fast_small_data_distances():
         warnings.simplefilter("ignore")  # umap warns that a fixed random_state disables its parallelism
         embedding = umap.UMAP(n_components=max(1, n_components), n_neighbors=min(MANIFOLD_NEIGHBORS, len(codes) - 1),
                               min_dist=0.0, random_state=seed).fit_transform(codes)
