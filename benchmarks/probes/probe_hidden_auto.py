@@ -1,0 +1,49 @@
+"""hidden="auto" (MLP widths scaled by sqrt(D / 784) below 784 input features) against the default
+(500, 500, 2000), from the benchmark suite's cache: the same sets, models, seeds and code.
+
+The runs come from the suite's probe mode (cached apart from the defaults by their parameters):
+
+    MIXCLUST_DATA=../shared/data OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 mixclust benchmark --models vade,aekm \
+        --threads 1 --sets digits,digits16-2k,iris,wine,breast-cancer,blobs,anisotropic,varied,moons,circles \
+        --override "hidden='auto'"
+
+and the default runs from ``mixclust benchmark`` itself. Then ``python benchmarks/probes/probe_hidden_auto.py``
+prints, per (set, model), the mean NMI over the seeds both have and the seconds of seed 0 (wall time of a job
+sharing 2 cores with others).
+"""
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from mixclust.studies.suite import version
+
+CACHE = Path(__file__).resolve().parents[2] / "reports" / "suite" / ".runs"
+AUTO = "('hidden', \"'auto'\")"
+
+
+def main():
+    runs = {}
+    for path in sorted(CACHE.glob("*--vade.pkl")) + sorted(CACHE.glob("*--aekm.pkl")):
+        for key, run in pickle.loads(path.read_bytes()).items():
+            if not isinstance(key, tuple) or key[1] != "flat":
+                continue
+            set_name, _, model, seed, params, code = key
+            if code != version(model):
+                continue
+            which = "auto" if AUTO in params else "default"
+            runs.setdefault((set_name, model), {}).setdefault(which, {})[seed] = (run["nmi"], run["seconds"])
+    print(f"{'set':14s} {'model':5s} {'default NMI':>11s} {'auto NMI':>9s} {'default s':>9s} {'auto s':>7s}  seeds")
+    for (set_name, model), got in sorted(runs.items(), key=lambda item: (item[0][1], item[0][0])):
+        if set(got) != {"auto", "default"} or 0 not in got["auto"] or 0 not in got["default"]:
+            continue
+        seeds = sorted(set(got["auto"]) & set(got["default"]))
+        default = np.mean([got["default"][s][0] for s in seeds])
+        auto = np.mean([got["auto"][s][0] for s in seeds])
+        print(f"{set_name:14s} {model:5s} {default:11.3f} {auto:9.3f} {got['default'][0][1]:9.0f} "
+              f"{got['auto'][0][1]:7.0f}  {seeds}")
+
+
+if __name__ == "__main__":
+    main()
