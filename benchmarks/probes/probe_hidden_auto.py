@@ -9,10 +9,15 @@ The runs come from the suite's probe mode (cached apart from the defaults by the
 
 and the default runs from ``mixclust benchmark`` itself. Then ``python benchmarks/probes/probe_hidden_auto.py``
 prints, per (set, model), the mean NMI over the seeds both have and the seconds of seed 0 (wall time of a job
-sharing 2 cores with others).
+sharing 2 cores with a varying number of others, so not comparable between the columns).
+``python benchmarks/probes/probe_hidden_auto.py --time`` times AEClustering both ways on wine and blobs in one
+process, one thread (run it on an idle machine).
 """
 
 import pickle
+import sys
+import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,5 +50,24 @@ def main():
               f"{got['auto'][0][1]:7.0f}  {seeds}")
 
 
+def timing():
+    import torch
+
+    from mixclust import AEClustering, _deep, metrics
+    from mixclust.studies.suite import SETS
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(0)
+    _deep.manifold_partition(rng.normal(size=(300, 5)).astype(np.float32), 3, 0)  # numba compiles once
+    for name in ("wine", "blobs"):
+        X, y = SETS[name].loader(data_dir=None)
+        for hidden in ("auto", (500, 500, 2000)):
+            started = time.perf_counter()
+            model = AEClustering(len(np.unique(y)), hidden=hidden, random_state=0).fit(X)
+            print(f"{name:6s} hidden={hidden!s:16s} NMI {metrics.external_metrics(y, model.labels_)['nmi']:.3f} "
+                  f"{time.perf_counter() - started:5.1f} s")
+
+
 if __name__ == "__main__":
-    main()
+    timing() if "--time" in sys.argv else main()
