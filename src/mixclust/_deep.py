@@ -240,7 +240,7 @@ def umap_pairwise_distances(X, Y=None, metric="euclidean", **kwargs):
     from umap import distances
 
     dense = isinstance(X, np.ndarray) and (Y is None or isinstance(Y, np.ndarray))
-    if not (dense and callable(metric) and metric is distances.euclidean and not kwargs):
+    if not (dense and metric is distances.euclidean and not kwargs):
         return pairwise_distances(X, Y, metric=metric, **kwargs)
     Y = X if Y is None else Y
     dtype = np.result_type(X.dtype, Y.dtype, np.float32)  # what scikit-learn's callable path returns

@@ -60,6 +60,8 @@ def resolve_hidden(hidden, input_shape: tuple) -> tuple:
         return hidden
     scale = math.sqrt(min(1.0, math.prod(input_shape) / AUTO_HIDDEN_REFERENCE))
     return tuple(max(AUTO_HIDDEN_MIN, int(round(w * scale))) for w in MLP_HIDDEN)
+
+
 #: Upsampling blocks of the convolutional decoder (``decoder=`` of the deep estimators; see the module docstring).
 DECODERS = ("upsample", "transposed")
 #: Kernel and stride of the ``"transposed"`` decoder's transposed convolutions.
