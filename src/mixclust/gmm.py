@@ -435,32 +435,19 @@ def _missing_e_pass(patterns: list[_Pattern], weights, means, covariances, n_sam
     return float(log_lik), labels, (counts, sums, second)
 
 
-def _missing_m_step(stats, covariance_type: str, reg_covar: float):
-    r"""Weights, means and covariances (in ``covariance_type``'s layout) from the expected statistics.
-
-    :math:`\mu_k = \frac{1}{N_k} \sum_i r_{ik} \hat x_{ik}` and the scatter
-    :math:`S_k = \sum_i r_{ik} [(\hat x_{ik} - \mu_k)(\hat x_{ik} - \mu_k)^\top + \tilde C_{ik}]`, restricted as
-    for complete data: :math:`S_k / N_k` (full), :math:`\sum_k S_k / N` (tied), its diagonal over :math:`N_k`
-    (diag) or its trace over :math:`d N_k` (spherical); plus ``reg_covar`` on the diagonal.
-    """
+def _packed_statistics(stats, covariance_type: str, triu) -> torch.Tensor:
+    r"""The expected statistics of a pass with missing values, :math:`N_k`, :math:`\sum_i r_{ik} \hat x_{ik}` and
+    :math:`\sum_i r_{ik} (\hat x_{ik} \hat x_{ik}^\top + \tilde C_{ik})`, in the layout of :math:`S = \Gamma^\top F`
+    that :func:`_m_step` reads (the quadratic part packed as ``_features`` packs :math:`x x^\top` for the
+    covariance type), so the M-step formulas live in one place for complete and missing data."""
     counts, sums, second = stats
-    nk = counts + _NK_FLOOR
-    means = sums / nk[:, None]
-    scatter = second - nk[:, None, None] * means[:, :, None] * means[:, None, :]
-    d = means.shape[1]
-    if covariance_type == "full":
-        covariances = scatter / nk[:, None, None]
-        covariances = 0.5 * (covariances + covariances.mT)
-        covariances.diagonal(dim1=-2, dim2=-1).add_(reg_covar)
-    elif covariance_type == "tied":
-        covariances = scatter.sum(0) / nk.sum()
-        covariances = 0.5 * (covariances + covariances.T)
-        covariances.diagonal().add_(reg_covar)
+    if covariance_type in ("full", "tied"):
+        quad = second[:, triu[0], triu[1]]
     elif covariance_type == "diag":
-        covariances = scatter.diagonal(dim1=-2, dim2=-1) / nk[:, None] + reg_covar
+        quad = second.diagonal(dim1=-2, dim2=-1)
     else:
-        covariances = scatter.diagonal(dim1=-2, dim2=-1).sum(1) / (d * nk) + reg_covar
-    return nk / nk.sum(), means, covariances
+        quad = second.diagonal(dim1=-2, dim2=-1).sum(1, keepdim=True)
+    return torch.cat([quad, sums, counts[:, None]], dim=1)
 
 
 def _missing_weighted_log_prob(patterns: list[_Pattern], weights, means, covariances, n_samples: int,
@@ -981,6 +968,7 @@ class GaussianMixture(MixclustEstimator):
         weights, means, precisions_cholesky = params
         K, d = means.shape
         chunk = self._missing_chunk(d)
+        triu = torch.triu_indices(d, d, device=means.device)
         covariances = _full_covariances(_covariances_from_cholesky(precisions_cholesky, self.covariance_type),
                                         self.covariance_type, K, d)
         last = {}
@@ -990,7 +978,8 @@ class GaussianMixture(MixclustEstimator):
             return log_lik / n_samples, stats
 
         def m_step(stats):
-            weights, means, covariances = _missing_m_step(stats, self.covariance_type, self.reg_covar)
+            weights, means, covariances = _m_step(_packed_statistics(stats, self.covariance_type, triu), d,
+                                                  self.covariance_type, self.reg_covar, triu)
             precisions_cholesky = _compute_precision_cholesky(covariances, self.covariance_type)
             return (weights, means, precisions_cholesky), (weights, means, _full_covariances(
                 covariances, self.covariance_type, K, d))
