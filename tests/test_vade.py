@@ -207,9 +207,38 @@ def test_save_load_round_trip(tmp_path):
     np.testing.assert_array_equal(loaded.prototypes(), model.prototypes())
 
 
+def test_manifold_partition_trains_the_same_network_and_maps_any_sample_by_its_neighbours(tmp_path):
+    X, y = blobs(n_per=60, seed=3)
+    prior = VaDE(3, **TINY, random_state=0).fit(X)
+    manifold = VaDE(3, **TINY, random_state=0, partition="manifold").fit(X)
+    # the partition comes after training: same network, same prior
+    np.testing.assert_array_equal(manifold.transform(X), prior.transform(X))
+    np.testing.assert_array_equal(manifold.means_, prior.means_)
+    assert prior.manifold_resp_ is None and manifold.manifold_resp_.shape == (180, 3)
+    proba = manifold.predict_proba(X)
+    assert np.allclose(proba.sum(1), 1) and not np.allclose(proba, prior.predict_proba(X))
+    np.testing.assert_array_equal(manifold.labels_, proba.argmax(1))
+    assert metrics.evaluate(y, manifold.labels_)["ari"] > 0.9
+    # a new sample gets the mean responsibilities of its 15 nearest training codes
+    new = X[:5] + 0.01
+    codes = manifold.transform(new)
+    nearest = np.argsort(((manifold.manifold_codes_[None] - codes[:, None]) ** 2).sum(-1), axis=1)[:, :15]
+    np.testing.assert_allclose(manifold.predict_proba(new), manifold.manifold_resp_[nearest].mean(1), atol=1e-6)
+    manifold.save(tmp_path / "vade")
+    np.testing.assert_array_equal(mixclust.load(tmp_path / "vade").predict_proba(X), proba)
+
+
+def test_manifold_partition_keeps_the_priors_gamma_below_a_hundred_samples():
+    X, _ = blobs(n_per=20)
+    model = VaDE(3, **TINY, random_state=0, partition="manifold").fit(X)
+    assert model.manifold_resp_ is None
+    np.testing.assert_array_equal(model.predict_proba(X), VaDE(3, **TINY, random_state=0).fit(X).predict_proba(X))
+
+
 @pytest.mark.parametrize("kwargs, error, fragment", [
     ({"kl": "exact"}, ValueError, "kl 'exact'"),
     ({"assign": "softmax"}, ValueError, "assign 'softmax'"),
+    ({"partition": "umap"}, ValueError, "partition 'umap'"),
     ({"covariance_type": "tied"}, ValueError, "covariance_type 'tied'"),
     ({"temperature": 0.0}, ValueError, "temperature"),
     ({"n_clusters": 500}, ValueError, "larger than the number of samples"),

@@ -70,6 +70,7 @@ from ._deep import (
     keeps_global_rng,
     latent_gmm,
     manifold_partition,
+    neighbour_responsibilities,
     weighted_gaussians,
 )
 from ._registry import register
@@ -80,6 +81,7 @@ ASSIGN_KINDS = ("head", "posterior")
 COVARIANCE_TYPES = ("diag", "full")
 INIT_KINDS = ("kmeans", "manifold")
 PRIOR_WEIGHTS = ("laplace", "uniform")
+PARTITIONS = ("prior", "manifold")
 LOG_2PI = math.log(2 * math.pi)
 # Bounds on the prior's log-variances: a component shrinking to a point (or blowing up) would
 # otherwise produce infinite densities and NaN gradients.
@@ -238,6 +240,16 @@ class VaDE(DeepEstimator):
         from its centroids (``covariance_type="full"``), as in SPEC §2. Below 100 samples ``"manifold"`` falls
         back to ``"kmeans"``. Why: the codes' clusters are curved, and the neighbourhood graph follows them:
         2,000 16 x 16 digits 0.714 against 0.634, 5,000 MNIST images 0.793 against 0.722 (same pretraining).
+    partition : {"prior", "manifold"}, default="prior"
+        What assigns a sample once training ends. ``"prior"``: :math:`\gamma` of the learnt mixture prior (the
+        posterior or the head, ``assign``), VaDE as published. ``"manifold"``: the N2D step on VaDE's own latent
+        space: the latent means of the training data are partitioned by a full GMM on their UMAP embedding
+        (:func:`mixclust._deep.manifold_partition`), and a sample, fitted or new, gets the mean partition
+        responsibilities of its 15 nearest training codes (:func:`mixclust._deep.neighbour_responsibilities`,
+        as ``AEClustering``). Training is the same either way (the restarts' choice too: the objective does not
+        see the partition); below 100 samples ``"manifold"`` keeps the prior's :math:`\gamma`. Measured on all
+        70,000 MNIST images (seed 0, reports/frontier): NMI 0.940 against 0.930, ECE 0.012 against 0.021, for
+        1.6 more minutes.
     prior_weights : {"laplace", "uniform"}, default="laplace"
         The prior's starting weights: Laplace-smoothed start counts, :math:`\pi_k = (N_k + 1)/(N + K)`
         ([VADE-H] §2.2), or :math:`\pi_k = 1/K` ([VADE-H] §2.1; the paper states both).
@@ -294,6 +306,9 @@ class VaDE(DeepEstimator):
     covariances_ : ndarray (K, d, d)
         With ``covariance_type="full"``.
     labels_ : ndarray (n,)
+    manifold_codes_, manifold_resp_ : ndarray (n, latent_dim), (n, n_clusters) or None
+        ``partition="manifold"``: the training data's latent means and their partition responsibilities, which
+        :meth:`predict_proba` maps to any sample by its nearest codes; None with ``partition="prior"``.
     degeneracy_guard_ : dict or None
         Set when stage 3 ended degenerate after a healthy epoch (:class:`mixclust._deep.DegeneracyGuard`): the
         network of the latest healthy epoch (``restored_epoch``; 0 is the prior's start) was put back, and
@@ -310,7 +325,7 @@ class VaDE(DeepEstimator):
     def __init__(self, n_clusters=10, *, latent_dim=10, beta=1.0, eta=0.0, temperature=1.0, kl="vade",
                  assign="posterior", covariance_type="full", arch="auto", hidden=mnn.MLP_HIDDEN, filters=8,
                  n_blocks=3, decoder="upsample", loss="mse", decoder_variance="auto", init="manifold",
-                 prior_weights="laplace", degeneracy_guard=True, n_init="auto", pretrain_epochs="auto",
+                 prior_weights="laplace", partition="prior", degeneracy_guard=True, n_init="auto", pretrain_epochs="auto",
                  pretrain_lr=1e-3, epochs="auto", batch_size="auto", lr=1e-3, clip_norm=5.0, patience=None,
                  checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         self.n_clusters = n_clusters
@@ -330,6 +345,7 @@ class VaDE(DeepEstimator):
         self.decoder_variance = decoder_variance
         self.init = init
         self.prior_weights = prior_weights
+        self.partition = partition
         self.degeneracy_guard = degeneracy_guard
         self.n_init = n_init
         self.pretrain_epochs = pretrain_epochs
@@ -360,6 +376,7 @@ class VaDE(DeepEstimator):
         check_option(self.loss, "loss", LOSSES)
         check_option(self.init, "init", INIT_KINDS)
         check_option(self.prior_weights, "prior_weights", PRIOR_WEIGHTS)
+        check_option(self.partition, "partition", PARTITIONS)
         if not isinstance(self.degeneracy_guard, (bool, np.bool_)):
             raise TypeError(f"degeneracy_guard must be True or False, got {self.degeneracy_guard!r}")
         if self.decoder_variance != "auto":
@@ -407,6 +424,7 @@ class VaDE(DeepEstimator):
         # The pretrained "auto" value (kept in the warm-start record), or the given one, for this run.
         self.decoder_variance_ = self._run_decoder_variance(self.decoder_variance_)
         self._seed()
+        self.manifold_codes_ = self.manifold_resp_ = None  # the prior's gamma until training ends
         self._initialise_prior(X)
         trainer = self._trainer(self.network_, name="train", patience=self.patience,
                                 optimizer_kwargs={"eps": 1e-8})
@@ -420,9 +438,20 @@ class VaDE(DeepEstimator):
         self.degeneracy_guard_ = None if guard is None else guard.restore()
         self.history_ = [{"stage": "pretrain", **r} for r in self._pretrain_history] + history
         self._store_prior()
+        if self.partition == "manifold":
+            self._partition_latent(X)
         proba = self._proba(X)
         self.labels_ = proba.argmax(1)
         return proba
+
+    def _partition_latent(self, X: np.ndarray) -> None:
+        """``partition="manifold"``: the UMAP + GMM partition of the training data's latent means, kept with
+        the codes for the neighbour map of :meth:`_proba` (None below 100 samples: the prior's gamma stays)."""
+        mu = self._latent_means(X)
+        resp = manifold_partition(mu.astype(np.float64), self.n_clusters, self._seed_value())
+        if resp is not None:
+            self.manifold_codes_ = mu.astype(np.float32)
+            self.manifold_resp_ = resp.astype(np.float32)
 
     @keeps_global_rng
     def pretrain(self, X):
@@ -491,8 +520,7 @@ class VaDE(DeepEstimator):
         """The prior's start on mu(x) (``init``): the Gaussians of the manifold partition, or K-means
         (centroids, within-cluster variances + jitter; then EM of a full GMM from them with
         ``covariance_type="full"``); Laplace-smoothed or uniform weights (``prior_weights``)."""
-        self.network_.eval()
-        mu = self._cat(self._batched(lambda x: self.network_.encode(x)[0], X)).astype(np.float64)
+        mu = self._latent_means(X).astype(np.float64)
         K = self.n_clusters
         net = self.network_
         resp = manifold_partition(mu, K, self._seed_value()) if self.init == "manifold" else None
@@ -569,6 +597,8 @@ class VaDE(DeepEstimator):
 
     # -- inference ----------------------------------------------------------------------------------
     def _proba(self, X: np.ndarray) -> np.ndarray:
+        if getattr(self, "manifold_resp_", None) is not None:
+            return neighbour_responsibilities(self.manifold_codes_, self.manifold_resp_, self._latent_means(X))
         net = self.network_
         net.eval()
 
@@ -586,7 +616,10 @@ class VaDE(DeepEstimator):
     def transform(self, X) -> np.ndarray:
         """Latent mean mu(x), (n, latent_dim)."""
         check_is_fitted(self, "network_")
-        X = self._validate_input(X, reset=False)
+        return self._latent_means(self._validate_input(X, reset=False))
+
+    @torch.no_grad()
+    def _latent_means(self, X: np.ndarray) -> np.ndarray:
         self.network_.eval()
         return self._cat(self._batched(lambda x: self.network_.encode(x)[0], X))
 

@@ -184,7 +184,7 @@ def flattens_images(model) -> bool:
 #: is the start tests/test_vade.py::test_prior_initialisation_is_laplace_smoothed_kmeans pins; the VaDE runs
 #: the guard could have changed, those that restarted or predate the record of restarts, were removed from the
 #: cache when the guard came in).
-NEUTRAL_DEFAULTS = {"prior_weights": "laplace", "decoder": "upsample", "degeneracy_guard": True, "missing": "error"}
+NEUTRAL_DEFAULTS = {"prior_weights": "laplace", "partition": "prior", "decoder": "upsample", "degeneracy_guard": True, "missing": "error"}
 
 
 def _params_key(model) -> str:
