@@ -448,7 +448,7 @@ class VaDE(DeepEstimator):
         """``partition="manifold"``: the UMAP + GMM partition of the training data's latent means, kept with
         the codes for the neighbour map of :meth:`_proba` (None below 100 samples: the prior's gamma stays)."""
         mu = self._latent_means(X)
-        resp = manifold_partition(mu.astype(np.float64), self.n_clusters, self._seed_value())
+        resp = manifold_partition(mu, self.n_clusters, self._seed_value())
         if resp is not None:
             self.manifold_codes_ = mu.astype(np.float32)
             self.manifold_resp_ = resp.astype(np.float32)
