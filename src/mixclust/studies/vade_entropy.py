@@ -46,11 +46,12 @@ OBJECTIVE_NAMES = {"a": "(a) approx KL + head (as published)", "b": "(b) VaDE KL
 #: The source's settings (SPEC §2), passed explicitly; only ``epochs`` is capped by the budget below.
 #: ``decoder_variance=0.5`` is the plain summed squared error the sweep ran with; one run per seed; the prior
 #: starts from K-means on the pretrained codes (SPEC §2 step 2), not the default manifold start; no degeneracy guard
-#: (the source keeps what training ends with).
+#: (the source keeps what training ends with); soft assignments from the mixture prior (``partition="prior"``), the
+#: gamma whose entropy the source studies.
 SOURCE = {"covariance_type": "diag", "latent_dim": 10, "temperature": 0.3, "beta": 20.0, "arch": "mlp",
           "loss": "mse", "pretrain_epochs": 5, "pretrain_lr": 1e-3, "lr": 1e-4, "batch_size": 256, "clip_norm": 5.0,
           "epochs": 15, "patience": 5, "decoder_variance": 0.5, "n_init": 1, "init": "kmeans",
-          "degeneracy_guard": False}
+          "degeneracy_guard": False, "partition": "prior"}
 
 FULL = {"n_train": None, "n_test": None, "n_val": 5000, "seeds": 2, "etas": ETAS, "epochs": 3,
         "pretrain_epochs": 5, "hidden": None, "defaults": ("mnist", "fashion_mnist"), "default_params": {},
