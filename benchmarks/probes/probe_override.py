@@ -1,0 +1,88 @@
+"""A candidate default (a suite ``--override``) against the default, from the benchmark suite's cache: the same
+sets, models, seeds and code.
+
+The candidate's runs come from the suite's probe mode (cached apart from the defaults by their parameters), e.g.
+
+    MIXCLUST_DATA=../shared/data OMP_NUM_THREADS=1 NUMBA_NUM_THREADS=1 mixclust benchmark --models vade,aekm \
+        --threads 1 --sets digits,digits16-2k,iris,wine,breast-cancer,blobs,anisotropic,varied,moons,circles \
+        --override "hidden='auto'"
+
+(image sets whose seed-0 run exceeds the suite's minute for more seeds get seeds 1 and 2 by ``--seeds 1`` and
+``--seeds 2``, with and without the override), and the default runs from ``mixclust benchmark`` itself. Then
+
+    python benchmarks/probes/probe_override.py "hidden='auto'"          # reports/suite/evidence/hidden_auto.txt
+    python benchmarks/probes/probe_override.py "partition='manifold'"   # reports/suite/evidence/vade_partition.txt
+
+prints, per (set, model), the mean NMI over the seeds both have and the seconds of the first of them (wall time
+of a job sharing 2 cores with a varying number of others, so not comparable between the columns).
+``python benchmarks/probes/probe_override.py --time`` times AEClustering with ``hidden="auto"`` and the default
+widths on wine and blobs in one process, one thread (run it on an idle machine).
+"""
+
+import ast
+import pickle
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from mixclust._registry import MODELS
+from mixclust.studies.suite import _make, _params_key, version
+
+CACHE = Path(__file__).resolve().parents[2] / "reports" / "suite" / ".runs"
+
+
+def main(override: str):
+    name, value = override.split("=", 1)
+    overrides = {name.strip(): ast.literal_eval(value.strip())}
+    runs = {}
+    for path in sorted(CACHE.glob("*.pkl")):
+        for key, run in pickle.loads(path.read_bytes()).items():
+            if not isinstance(key, tuple) or key[1] != "flat":
+                continue
+            set_name, _, model, seed, params, code = key
+            if code != version(model) or model not in MODELS:
+                continue
+            # the suite's own keys of the default and of the candidate for this run
+            keys = {which: _params_key(_make(model, run["K"], seed, extra))
+                    for which, extra in (("default", None), ("candidate", overrides))}
+            if keys["default"] == keys["candidate"]:
+                continue  # a model without the parameter, or whose default it is
+            for which, wanted in keys.items():
+                if params == wanted:
+                    runs.setdefault((set_name, model), {}).setdefault(which, {})[seed] = (run["nmi"], run["seconds"])
+    print(f"{override}: NMI mean over the seeds both have")
+    print(f"{'set':14s} {'model':5s} {'default NMI':>11s} {'cand. NMI':>9s} {'default s':>9s} {'cand. s':>7s}  seeds")
+    for (set_name, model), got in sorted(runs.items(), key=lambda item: (item[0][1], item[0][0])):
+        seeds = sorted(set(got.get("candidate", {})) & set(got.get("default", {})))
+        if not seeds:
+            continue
+        default = np.mean([got["default"][s][0] for s in seeds])
+        candidate = np.mean([got["candidate"][s][0] for s in seeds])
+        print(f"{set_name:14s} {model:5s} {default:11.3f} {candidate:9.3f} {got['default'][seeds[0]][1]:9.0f} "
+              f"{got['candidate'][seeds[0]][1]:7.0f}  {seeds}")
+
+
+def timing():
+    import torch
+
+    from mixclust import AEClustering, _deep, metrics
+    from mixclust.studies.suite import SETS
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    rng = np.random.default_rng(0)
+    _deep.manifold_partition(rng.normal(size=(300, 5)).astype(np.float32), 3, 0)  # numba compiles once
+    for name in ("wine", "blobs"):
+        X, y = SETS[name].loader(data_dir=None)
+        for hidden in ("auto", (500, 500, 2000)):
+            started = time.perf_counter()
+            model = AEClustering(len(np.unique(y)), hidden=hidden, random_state=0).fit(X)
+            print(f"{name:6s} hidden={hidden!s:16s} NMI {metrics.external_metrics(y, model.labels_)['nmi']:.3f} "
+                  f"{time.perf_counter() - started:5.1f} s")
+
+
+if __name__ == "__main__":
+    timing() if "--time" in sys.argv else main(sys.argv[1])
