@@ -168,7 +168,7 @@ def test_eta_raises_the_entropy_of_the_assignments():
         # the objective's own effect: no guard going back to an earlier epoch when the head empties a cluster
         model = VaDE(3, **{**TINY, "epochs": 15}, eta=eta, assign="head", temperature=1.0, random_state=0,
                      degeneracy_guard=False).fit(X)
-        entropies.append(metrics.entropy(model.predict_proba(X)).mean())
+        entropies.append(metrics.entropy(model.prior_proba(X)).mean())  # gamma, the entropy eta acts on
     assert entropies[1] > entropies[0] + 0.05
 
 
@@ -209,14 +209,15 @@ def test_save_load_round_trip(tmp_path):
 
 def test_manifold_partition_trains_the_same_network_and_maps_any_sample_by_its_neighbours(tmp_path):
     X, y = blobs(n_per=60, seed=3)
-    prior = VaDE(3, **TINY, random_state=0).fit(X)
-    manifold = VaDE(3, **TINY, random_state=0, partition="manifold").fit(X)
+    prior = VaDE(3, **TINY, random_state=0, partition="prior").fit(X)
+    manifold = VaDE(3, **TINY, random_state=0).fit(X)  # the default
     # the partition comes after training: same network, same prior
     np.testing.assert_array_equal(manifold.transform(X), prior.transform(X))
     np.testing.assert_array_equal(manifold.means_, prior.means_)
     assert prior.manifold_resp_ is None and manifold.manifold_resp_.shape == (180, 3)
     proba = manifold.predict_proba(X)
     assert np.allclose(proba.sum(1), 1) and not np.allclose(proba, prior.predict_proba(X))
+    np.testing.assert_array_equal(manifold.prior_proba(X), prior.predict_proba(X))  # gamma, whatever partition
     np.testing.assert_array_equal(manifold.labels_, proba.argmax(1))
     assert metrics.evaluate(y, manifold.labels_)["ari"] > 0.9
     # a new sample gets the mean responsibilities of its 15 nearest training codes
@@ -230,9 +231,9 @@ def test_manifold_partition_trains_the_same_network_and_maps_any_sample_by_its_n
 
 def test_manifold_partition_keeps_the_priors_gamma_below_a_hundred_samples():
     X, _ = blobs(n_per=20)
-    model = VaDE(3, **TINY, random_state=0, partition="manifold").fit(X)
+    model = VaDE(3, **TINY, random_state=0).fit(X)
     assert model.manifold_resp_ is None
-    np.testing.assert_array_equal(model.predict_proba(X), VaDE(3, **TINY, random_state=0).fit(X).predict_proba(X))
+    np.testing.assert_array_equal(model.predict_proba(X), model.prior_proba(X))
 
 
 @pytest.mark.parametrize("kwargs, error, fragment", [

@@ -14,6 +14,7 @@ Labels are only used to score.
 
 from __future__ import annotations
 
+import ast
 import json
 import time
 import warnings
@@ -506,6 +507,21 @@ def add_arguments(parser) -> None:
                         "never for the committed report)")
 
 
+def parse_overrides(text: str | None) -> dict:
+    """``--override`` text, keyword arguments with literal values (``"hidden='auto', epochs=10"``), as a dict;
+    ValueError naming the problem for anything else."""
+    if not text:
+        return {}
+    try:
+        call = ast.parse(f"f({text})", mode="eval").body
+        if call.args:
+            raise ValueError("positional value")
+        return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+    except (SyntaxError, ValueError) as exc:
+        raise ValueError(f"--override must be name=value pairs with literal values, e.g. \"hidden='auto', "
+                         f"epochs=10\"; got {text!r} ({exc})") from None
+
+
 def run_from_args(args) -> int:
     sets = args.sets.split(",") if args.sets else [s.name for s in SETS.values() if s.size == "small" or args.whole]
     unknown = [s for s in sets if s not in SETS]
@@ -518,7 +534,7 @@ def run_from_args(args) -> int:
     out = Path(args.out)
     with threads(args.threads):
         rows = compute(sets, models, args.data_dir, out / ".runs", seeds=tuple(int(s) for s in args.seeds.split(",")),
-                       overrides=eval(f"dict({args.override})"), cached_only=args.render)
+                       overrides=parse_overrides(args.override), cached_only=args.render)
     if args.report or args.render:
         print(write_report(rows, out, "make suite" + (" WHOLE=1" if args.whole else "")))
         if args.readme:
