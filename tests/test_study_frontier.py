@@ -63,3 +63,25 @@ def test_every_set_names_a_registered_data_set():
 
     assert set(study.DATA) == set(study.SETS)
     assert all(name in datasets.DATASETS for name in study.DATA.values())
+
+
+def test_runs_cached_under_the_old_vade_names_are_read_under_todays_or_rerun():
+    old = [{"method": "vade (default)", "restarts": 1, "nmi": 0.93},
+           {"method": "vade latent, UMAP + GMM partition, neighbour map (probe)", "nmi": 0.94}]
+    assert [r["method"] for r in study._read_legacy(old)] == list(study.METHODS[4:6])
+    assert study._read_legacy([{**old[0], "restarts": 2}, old[1]]) is None  # a restart now sees the partition
+    today = [{"method": study.METHODS[4], "restarts": 2}]
+    assert study._read_legacy(today) == today
+
+
+def test_render_shows_old_cached_vade_rows_under_todays_names(tmp_path):
+    """Runs cached before partition="manifold" was the default (as in reports/frontier) render as today's rows."""
+    (tmp_path / ".runs.pkl").write_bytes(pickle.dumps({
+        ("mnist", "all", 0, "vade"): [{"method": "vade (default)", "restarts": 1, "nmi": 0.93, "acc": 0.97,
+                                       "ari": 0.94, "ece": 0.02, "bins": None, "seconds": 60.0,
+                                       "stages": {"VaDE fit": 60.0}},
+                                      {"method": "vade latent, UMAP + GMM partition, neighbour map (probe)",
+                                       "nmi": 0.94, "acc": 0.98, "ari": 0.95, "ece": 0.01, "bins": None,
+                                       "seconds": 66.0, "stages": {"VaDE fit": 60.0, "partition": 6.0}}]}))
+    text = study.render(tmp_path).read_text()
+    assert f"| {study.METHODS[5]} | 1 | 0.940" in text and "probe" not in text.split("## mnist")[1]
