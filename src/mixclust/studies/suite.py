@@ -39,7 +39,8 @@ SUITE_VERSION = 3
 #: are recomputed. 4: the UMAP-embedding GMM of ``_deep.manifold_partition`` keeps the best of 10 starts by
 #: log-likelihood instead of one start (aekm's clusterer, VaDE's and MoA's initialisation), and aekm assigns by
 #: the partition's neighbour map (``_deep.neighbour_responsibilities``) instead of its Gaussians on the codes.
-MODEL_VERSIONS = {"aekm": 4, "vade": 4, "moa": 4}
+#: 5 (MoA): ``epochs="auto"`` is 10 epochs with no floor of 1,000 optimiser steps (``moa.AUTO_TRAIN``).
+MODEL_VERSIONS = {"aekm": 4, "vade": 4, "moa": 5}
 BASELINES = ("kmeans", "sklearn-gmm")
 FORMS = ("flat", "images")
 #: Shown beside the deep models but outside the guarantee: the baselines and mixclust's own EM GMM (which
