@@ -229,6 +229,14 @@ def test_manifold_partition_trains_the_same_network_and_maps_any_sample_by_its_n
     np.testing.assert_array_equal(mixclust.load(tmp_path / "vade").predict_proba(X), proba)
 
 
+def test_a_training_checkpoint_serves_either_partition(tmp_path):
+    X, _ = blobs(n_per=40, seed=4)
+    prior = VaDE(3, **TINY, random_state=0, partition="prior", checkpoint_dir=tmp_path).fit(X)
+    resumed = VaDE(3, **TINY, random_state=0, checkpoint_dir=tmp_path).fit(X)  # the stages' checkpoints reused
+    np.testing.assert_array_equal(resumed.prior_proba(X), prior.predict_proba(X))
+    assert resumed.manifold_resp_ is not None
+
+
 def test_manifold_partition_keeps_the_priors_gamma_below_a_hundred_samples():
     X, _ = blobs(n_per=20)
     model = VaDE(3, **TINY, random_state=0).fit(X)

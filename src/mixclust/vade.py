@@ -330,6 +330,9 @@ class VaDE(DeepEstimator):
     _warm_start_params = ("n_clusters", "latent_dim", "arch", "hidden", "filters", "n_blocks", "decoder", "loss",
                           "pretrain_epochs", "pretrain_lr", "batch_size", "random_state")
     _warm_start_free_keys = ("prior_tril",)
+    #: The partition comes after training, so a checkpoint of training serves either (and checkpoints written
+    #: before the parameter existed still resume).
+    _RESUMABLE_ACROSS = (*DeepEstimator._RESUMABLE_ACROSS, "partition")
     _auto_epochs = {"pretrain_epochs": (30, 2000), "epochs": (20, 2000)}
     _degenerate_hint = ("try more pretraining (pretrain_epochs), a smaller lr, or n_init=5; "
                         "standardise tabular features")
