@@ -123,7 +123,7 @@ def test_full_covariance_prior_starts_from_em_and_clusters_correlated_blobs():
     np.testing.assert_allclose(np.diagonal(model.covariances_, axis1=1, axis2=2) >= model.variances_ * (1 - 1e-6), True)
     proba = model.predict_proba(X)
     assert np.all(np.isfinite(proba)) and np.allclose(proba.sum(1), 1)
-    assert metrics.evaluate(y, model.labels_)["ari"] > 0.9
+    assert metrics.evaluate(y, model.prior_proba(X).argmax(1))["ari"] > 0.9  # the full prior itself clusters them
     start = VaDE(3, **{**TINY, "latent_dim": 3, "pretrain_epochs": 10, "epochs": 0}, covariance_type="full",
                  init="kmeans", random_state=0).fit(X)
     from mixclust import GaussianMixture
@@ -177,6 +177,7 @@ def test_clusters_separated_blobs_and_records_history():
     config = {**TINY, "epochs": 10, "latent_dim": 3, "pretrain_epochs": 10}
     model = VaDE(3, **config, random_state=0).fit(X, validation_data=(X, y))
     assert metrics.evaluate(y, model.labels_)["ari"] > 0.9
+    assert metrics.evaluate(y, model.prior_proba(X).argmax(1))["ari"] > 0.9  # the prior's own gamma too
     stages = [r["stage"] for r in model.history_]
     assert stages == ["pretrain"] * 10 + ["train"] * 10
     assert {"loss", "recon", "kl", "entropy", "val_nmi", "val_entropy", "seconds"} <= set(model.history_[-1])
@@ -220,6 +221,8 @@ def test_manifold_partition_trains_the_same_network_and_maps_any_sample_by_its_n
     np.testing.assert_array_equal(manifold.prior_proba(X), prior.predict_proba(X))  # gamma, whatever partition
     np.testing.assert_array_equal(manifold.labels_, proba.argmax(1))
     assert metrics.evaluate(y, manifold.labels_)["ari"] > 0.9
+    # numbered as the prior's components: a cluster's label is the prior component (and prototype) it matches
+    assert (manifold.labels_ == manifold.prior_proba(X).argmax(1)).mean() > 0.9
     # a new sample gets the mean responsibilities of its 15 nearest training codes
     new = X[:5] + 0.01
     codes = manifold.transform(new)
@@ -227,6 +230,9 @@ def test_manifold_partition_trains_the_same_network_and_maps_any_sample_by_its_n
     np.testing.assert_allclose(manifold.predict_proba(new), manifold.manifold_resp_[nearest].mean(1), atol=1e-6)
     manifold.save(tmp_path / "vade")
     np.testing.assert_array_equal(mixclust.load(tmp_path / "vade").predict_proba(X), proba)
+    # a new network voids the partition of the old one's codes; a refit with the prior keeps none
+    assert manifold.pretrain(X).manifold_resp_ is None
+    assert manifold.set_params(partition="prior").fit(X).manifold_resp_ is None
 
 
 def test_a_training_checkpoint_serves_either_partition(tmp_path):

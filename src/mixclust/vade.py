@@ -58,6 +58,7 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
@@ -209,7 +210,8 @@ class VaDE(DeepEstimator):
     beta : float, default=1.0
         Weight of the KL term (the published study uses 20).
     eta : float, default=0.0
-        Weight of :math:`-H(\gamma)`; eta > 0 raises the entropy of the soft assignments.
+        Weight of :math:`-H(\gamma)`; eta > 0 raises the entropy of :math:`\gamma` (:meth:`prior_proba`; with
+        ``partition="manifold"`` the returned assignments are the partition's, see ``partition``).
     temperature : float, default=1.0
         T of the assignment head, :math:`\gamma = \operatorname{softmax}(f/T)` (the study uses 0.3).
     kl : {"vade", "approx"}, default="vade"
@@ -244,13 +246,15 @@ class VaDE(DeepEstimator):
         back to ``"kmeans"``. Why: the codes' clusters are curved, and the neighbourhood graph follows them:
         2,000 16 x 16 digits 0.714 against 0.634, 5,000 MNIST images 0.793 against 0.722 (same pretraining).
     partition : {"manifold", "prior"}, default="manifold"
-        What assigns a sample once training ends (training itself is the same either way, and so is the
-        restarts' choice: the objective does not see the partition). ``"manifold"``: the N2D step on VaDE's own
+        What assigns a sample once training ends (a run's training is the same either way; the restarts judge
+        the assignments the model returns, so a run can be degenerate under one and not the other).
+        ``"manifold"``: the N2D step on VaDE's own
         latent space: the latent means of the training data are partitioned by a full GMM on their UMAP
         embedding (:func:`mixclust._deep.manifold_partition`), and a sample, fitted or new, gets the mean
         partition responsibilities of its 15 nearest training codes
-        (:func:`mixclust._deep.neighbour_responsibilities`, as ``AEClustering``); below 100 samples the prior's
-        :math:`\gamma` stays. ``"prior"``: :math:`\gamma` of the learnt mixture prior (the posterior or the
+        (:func:`mixclust._deep.neighbour_responsibilities`, as ``AEClustering``); its clusters are numbered as
+        the prior's components they overlap most (Hungarian matching), so ``labels_`` agree with ``means_`` and
+        :meth:`prototypes`. Below max(100, 5K) samples the prior's :math:`\gamma` stays. ``"prior"``: :math:`\gamma` of the learnt mixture prior (the posterior or the
         head, ``assign``), VaDE as published; :meth:`prior_proba` gives it whatever ``partition``.
         Why "manifold": the same seed and training code, NMI seed 0, "manifold" against "prior"
         (reports/suite/evidence/vade_partition.txt, ``benchmarks/probes/probe_override.py``): all 70,000 MNIST
@@ -320,7 +324,7 @@ class VaDE(DeepEstimator):
     manifold_codes_, manifold_resp_ : ndarray (n, latent_dim), (n, n_clusters) or None
         ``partition="manifold"``: the training data's latent means and their partition responsibilities, which
         :meth:`predict_proba` maps to any sample by its nearest codes; None with ``partition="prior"`` (or
-        below 100 training samples).
+        below max(100, 5K) training samples).
     degeneracy_guard_ : dict or None
         Set when stage 3 ended degenerate after a healthy epoch (:class:`mixclust._deep.DegeneracyGuard`): the
         network of the latest healthy epoch (``restored_epoch``; 0 is the prior's start) was put back, and
@@ -330,9 +334,16 @@ class VaDE(DeepEstimator):
     _warm_start_params = ("n_clusters", "latent_dim", "arch", "hidden", "filters", "n_blocks", "decoder", "loss",
                           "pretrain_epochs", "pretrain_lr", "batch_size", "random_state")
     _warm_start_free_keys = ("prior_tril",)
-    #: The partition comes after training, so a checkpoint of training serves either (and checkpoints written
-    #: before the parameter existed still resume).
+    #: The partition comes after training, so a checkpoint of a run's training serves either (and checkpoints
+    #: written before the parameter existed still resume); a restart's sigma^2, which depends on how many runs
+    #: before it were degenerate (and so on the partition), is in its signature (:meth:`_checkpoint_signature`).
     _RESUMABLE_ACROSS = (*DeepEstimator._RESUMABLE_ACROSS, "partition")
+
+    def _checkpoint_signature(self, stage: str) -> dict:
+        signature = super()._checkpoint_signature(stage)
+        if stage.startswith("train") and getattr(self, "_degenerate_so_far", 0):  # a restart: sigma^2 / 4^k
+            signature["decoder_variance_"] = repr(self.decoder_variance_)
+        return signature
     _auto_epochs = {"pretrain_epochs": (30, 2000), "epochs": (20, 2000)}
     _degenerate_hint = ("try more pretraining (pretrain_epochs), a smaller lr, or n_init=5; "
                         "standardise tabular features")
@@ -461,12 +472,16 @@ class VaDE(DeepEstimator):
 
     def _partition_latent(self, X: np.ndarray) -> None:
         """``partition="manifold"``: the UMAP + GMM partition of the training data's latent means, kept with
-        the codes for the neighbour map of :meth:`_proba` (None below 100 samples: the prior's gamma stays)."""
+        the codes for the neighbour map of :meth:`_proba` (None below max(100, 5K) samples: the prior's gamma
+        stays). Its columns are put in the order of the prior's components they share most samples with, so a
+        cluster's number means the same in ``labels_``, ``means_`` and :meth:`prototypes`."""
         mu = self._latent_means(X)
         resp = manifold_partition(mu, self.n_clusters, self._seed_value())
         if resp is not None:
+            overlap = np.eye(self.n_clusters)[self._prior_gamma(X).argmax(1)].T @ resp  # (prior k, part j)
+            _, order = linear_sum_assignment(-overlap)
             self.manifold_codes_ = mu.astype(np.float32)
-            self.manifold_resp_ = resp.astype(np.float32)
+            self.manifold_resp_ = resp[:, order].astype(np.float32)
 
     @keeps_global_rng
     def pretrain(self, X):
@@ -488,6 +503,7 @@ class VaDE(DeepEstimator):
         self.output_activation_ = "sigmoid" if in_unit else "linear"
         self._seed()
         self.network_ = self._build_modules(vars(self))["network_"]
+        self.manifold_codes_ = self.manifold_resp_ = None  # a partition of an earlier network's codes is void
         mnn.xavier_init(self.network_)
         trainer = self._trainer(self.network_, name="pretrain", epochs=self.pretrain_epochs_,
                                 lr=self.pretrain_lr, parameters=self._autoencoder_parameters())
