@@ -112,3 +112,19 @@ def test_a_model_version_bump_recomputes_only_that_models_runs(tmp_path, monkeyp
                                                                         seeds=(0,), cached_only=True)]
     rows = suite.compute(["iris"], ["kmeans", "gmm"], None, tmp_path / ".runs", log=logged.append, seeds=(0,))
     assert [line.split()[2] for line in logged[2:]] == ["gmm"] and len(rows) == 2
+
+
+def test_overrides_are_literal_keyword_values_and_unknown_names_are_refused():
+    import argparse
+
+    import pytest
+
+    assert suite.parse_overrides("hidden='auto', epochs=10") == {"hidden": "auto", "epochs": 10}
+    assert suite.parse_overrides(None) == {} and suite.parse_overrides("") == {}
+    for bad in ("open(1)", "epochs=__import__('os')", "**{'x': 1}", "epochs=1, epochs=2", "epochs="):
+        with pytest.raises(ValueError, match="--override must be name=value pairs"):
+            suite.parse_overrides(bad)
+    args = argparse.Namespace(sets="iris", models="vade", whole=False, out="unused", threads=1, seeds="0",
+                              override="partiton='prior'", render=False, report=False, readme=None, data_dir=None)
+    with pytest.raises(ValueError, match="partiton is not a parameter of vade"):
+        suite.run_from_args(args)

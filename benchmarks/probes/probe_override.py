@@ -13,6 +13,9 @@ The candidate's runs come from the suite's probe mode (cached apart from the def
     python benchmarks/probes/probe_override.py "hidden='auto', partition='prior'" "partition='prior'"
         # reports/suite/evidence/hidden_auto.txt (VaDE's runs of it were made when partition='prior' was its
         # default; AEClustering has no partition, so the override is its hidden='auto' against its defaults)
+    python benchmarks/probes/probe_override.py "epochs=10" --code=moa:4
+        # reports/suite/evidence/moa_epochs.txt: MoA's 10 epochs against the floor of 1,000 steps it replaced
+        # (code version 4, when the floor was the default)
     python benchmarks/probes/probe_override.py "partition='manifold'" "partition='prior'"
         # reports/suite/evidence/vade_partition.txt (VaDE's default now, against the value it replaced)
 
@@ -36,17 +39,18 @@ from mixclust.studies.suite import _make, _params_key, parse_overrides, version
 CACHE = Path(__file__).resolve().parents[2] / "reports" / "suite" / ".runs"
 
 
-def main(override: str, baseline: str | None = None):
+def main(override: str, baseline: str | None = None, code: dict | None = None):
     """``override`` against the defaults, or against ``baseline`` (another override: to compare a candidate with
-    the value it replaced once it is the default)."""
+    the value it replaced once it is the default); ``code`` (``--code moa=4``): read the runs of that code version
+    of a model instead of today's (a change the parameters do not show, kept as evidence)."""
     overrides, base = parse_overrides(override), parse_overrides(baseline) or None
     runs = {}
     for path in sorted(CACHE.glob("*.pkl")):
         for key, run in pickle.loads(path.read_bytes()).items():
             if not isinstance(key, tuple) or key[1] != "flat":
                 continue
-            set_name, _, model, seed, params, code = key
-            if code != version(model) or model not in MODELS:
+            set_name, _, model, seed, params, run_code = key
+            if model not in MODELS or run_code != (code or {}).get(model, version(model)):
                 continue
             # the suite's own keys of the default and of the candidate for this run
             keys = {which: _params_key(_make(model, run["K"], seed, extra))
@@ -88,4 +92,8 @@ def timing():
 
 
 if __name__ == "__main__":
-    timing() if "--time" in sys.argv else main(*sys.argv[1:3])
+    if "--time" in sys.argv:
+        timing()
+    else:
+        codes = dict(a.split("=", 1)[1].split(":") for a in sys.argv if a.startswith("--code="))
+        main(*[a for a in sys.argv[1:] if not a.startswith("--")][:2], code={m: int(v) for m, v in codes.items()})

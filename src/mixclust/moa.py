@@ -347,15 +347,15 @@ class MoA(DeepEstimator):
     router_filters, router_hidden : router architecture.
     experts_path : {"auto", "loop", "vmap"}, default="auto" (loop on the CPU, vmap on CUDA).
     epochs : int or "auto", default="auto"
-        Epochs of the joint training after the start. ``"auto"``: 10 (the MNIST budget), with no floor of
-        optimiser steps, unlike the start's budgets: the start gives each expert its cluster, and more competitive
-        updates on a small set move the partition away from it rather than improving it. Measured (reports/suite,
-        ``benchmarks/probes/probe_override.py "epochs=10"``, NMI, 10 epochs against the former floor of 1,000
-        steps): the tables and 2-D sets, 3 seeds, wine 0.812 against 0.282, iris 0.795 / 0.388, blobs 0.936 /
-        0.460, varied 0.878 / 0.298, anisotropic 0.915 / 0.412, moons 0.512 / 0.365 (breast cancer 0.510 /
-        0.581 loses); the 10 image sets, seed 0, flat input, mean 0.618 against 0.624 (fashion-5k 0.652 /
-        0.618 gains most, 9,298 16 x 16 digits 0.669 / 0.752 loses most), images 0.600 against 0.604; about
-        3x faster on small sets (digits 52 s against 94 s).
+        Epochs of the joint training after the start. ``"auto"``: 10 (the MNIST budget), with no floor of optimiser
+        steps, unlike the start's budgets: the start gives each expert its cluster, and more competitive updates on
+        a small set move the partition away from it rather than improving it. Measured
+        (reports/suite/evidence/moa_epochs.txt, ``benchmarks/probes/probe_override.py "epochs=10" --code=moa:4``,
+        NMI, 10 epochs against the former floor of 1,000 steps): the tables and 2-D sets, 3 seeds, wine 0.812
+        against 0.282, iris 0.795 / 0.388, blobs 0.936 / 0.460, varied 0.878 / 0.298, anisotropic 0.915 / 0.412,
+        moons 0.512 / 0.365 (breast cancer 0.510 / 0.581 loses); the 10 image sets, seed 0, flat input, mean 0.618
+        against 0.624 (fashion-5k 0.652 / 0.618 gains most, 9,298 16 x 16 digits 0.669 / 0.752 loses most), images
+        0.600 against 0.604; about 1.8x faster on digits (52 s against 94 s).
     batch_size : int or "auto", default="auto"
         ``"auto"``: the largest power of two at most n / 64 within [32, 256] (32 on scikit-learn's digits).
     n_init : int or "auto", default="auto"

@@ -246,16 +246,16 @@ class VaDE(DeepEstimator):
         back to ``"kmeans"``. Why: the codes' clusters are curved, and the neighbourhood graph follows them:
         2,000 16 x 16 digits 0.714 against 0.634, 5,000 MNIST images 0.793 against 0.722 (same pretraining).
     partition : {"manifold", "prior"}, default="manifold"
-        What assigns a sample once training ends (a run's training is the same either way; the restarts judge
-        the assignments the model returns, so a run can be degenerate under one and not the other).
-        ``"manifold"``: the N2D step on VaDE's own
-        latent space: the latent means of the training data are partitioned by a full GMM on their UMAP
-        embedding (:func:`mixclust._deep.manifold_partition`), and a sample, fitted or new, gets the mean
+        What assigns a sample once training ends (a run's training is the same either way; the restarts judge the
+        assignments the model returns, so a run can be degenerate under one and not the other). ``"manifold"``: the
+        N2D step on VaDE's own latent space: the latent means of the training data are partitioned by a full GMM on
+        their UMAP embedding (:func:`mixclust._deep.manifold_partition`), and a sample, fitted or new, gets the mean
         partition responsibilities of its 15 nearest training codes
-        (:func:`mixclust._deep.neighbour_responsibilities`, as ``AEClustering``); its clusters are numbered as
-        the prior's components they overlap most (Hungarian matching), so ``labels_`` agree with ``means_`` and
-        :meth:`prototypes`. Below max(100, 5K) samples the prior's :math:`\gamma` stays. ``"prior"``: :math:`\gamma` of the learnt mixture prior (the posterior or the
-        head, ``assign``), VaDE as published; :meth:`prior_proba` gives it whatever ``partition``.
+        (:func:`mixclust._deep.neighbour_responsibilities`, as ``AEClustering``); its clusters are numbered as the
+        prior's components they overlap most (Hungarian matching), so ``labels_`` agree with ``means_`` and
+        :meth:`prototypes`. Below max(100, 5K) samples the prior's :math:`\gamma` stays. ``"prior"``: :math:`\gamma`
+        of the learnt mixture prior (the posterior or the head, ``assign``), VaDE as published; :meth:`prior_proba`
+        gives it whatever ``partition``.
         Why "manifold": the same seed and training code, NMI seed 0, "manifold" against "prior"
         (reports/suite/evidence/vade_partition.txt, ``benchmarks/probes/probe_override.py``): all 70,000 MNIST
         images 0.940 against 0.930, ECE 0.012 against 0.021, 1.6 minutes more (reports/frontier); the image sets
@@ -351,7 +351,8 @@ class VaDE(DeepEstimator):
     def __init__(self, n_clusters=10, *, latent_dim=10, beta=1.0, eta=0.0, temperature=1.0, kl="vade",
                  assign="posterior", covariance_type="full", arch="auto", hidden=mnn.MLP_HIDDEN, filters=8,
                  n_blocks=3, decoder="upsample", loss="mse", decoder_variance="auto", init="manifold",
-                 prior_weights="laplace", partition="manifold", degeneracy_guard=True, n_init="auto", pretrain_epochs="auto",
+                 prior_weights="laplace", partition="manifold", degeneracy_guard=True, n_init="auto",
+                 pretrain_epochs="auto",
                  pretrain_lr=1e-3, epochs="auto", batch_size="auto", lr=1e-3, clip_norm=5.0, patience=None,
                  checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         self.n_clusters = n_clusters

@@ -186,7 +186,8 @@ def flattens_images(model) -> bool:
 #: is the start tests/test_vade.py::test_prior_initialisation_is_laplace_smoothed_kmeans pins; the VaDE runs
 #: the guard could have changed, those that restarted or predate the record of restarts, were removed from the
 #: cache when the guard came in).
-NEUTRAL_DEFAULTS = {"prior_weights": "laplace", "partition": "prior", "decoder": "upsample", "degeneracy_guard": True, "missing": "error"}
+NEUTRAL_DEFAULTS = {"prior_weights": "laplace", "partition": "prior", "decoder": "upsample", "degeneracy_guard": True,
+                    "missing": "error"}
 
 
 def _params_key(model) -> str:
@@ -517,8 +518,11 @@ def parse_overrides(text: str | None) -> dict:
         return {}
     try:
         call = ast.parse(f"f({text})", mode="eval").body
-        if call.args:
-            raise ValueError("positional value")
+        names = [kw.arg for kw in call.keywords]
+        if call.args or None in names:
+            raise ValueError("a value without a name")
+        if len(set(names)) < len(names):
+            raise ValueError("a name given twice")
         return {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
     except (SyntaxError, ValueError) as exc:
         raise ValueError(f"--override must be name=value pairs with literal values, e.g. \"hidden='auto', "
@@ -534,10 +538,15 @@ def run_from_args(args) -> int:
     unknown = [m for m in models if m not in BASELINES and m not in MODELS]
     if unknown:
         raise ValueError(f"unknown model(s) {', '.join(unknown)}; available: {', '.join([*BASELINES, *clusterers()])}")
+    overrides = parse_overrides(args.override)
+    known = {p for m in models if m in MODELS for p in MODELS[m]().get_params(deep=False)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:  # a misspelt name would otherwise run, and cache, the defaults
+        raise ValueError(f"--override: {', '.join(unknown)} is not a parameter of {', '.join(models)}")
     out = Path(args.out)
     with threads(args.threads):
         rows = compute(sets, models, args.data_dir, out / ".runs", seeds=tuple(int(s) for s in args.seeds.split(",")),
-                       overrides=parse_overrides(args.override), cached_only=args.render)
+                       overrides=overrides, cached_only=args.render)
     if args.report or args.render:
         print(write_report(rows, out, "make suite" + (" WHOLE=1" if args.whole else "")))
         if args.readme:
