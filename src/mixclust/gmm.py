@@ -956,19 +956,18 @@ class GaussianMixture(MixclustEstimator):
         warm = self._warm_parameters(n_features, shift)
         for init in range(1 if warm is not None else self.n_init):
             params = warm if warm is not None else self._initial_parameters(imputed, shift, random_state, triu)
-            result = self._em_missing(patterns, n_samples, params, init)
+            result = self._em_missing(patterns, n_samples, params, init, triu)
             if best is None or result["log_likelihood"] > best["log_likelihood"]:
                 best = result
         self._keep(best, shift, stacklevel=5)
         self.labels_ = best["labels"]
         return self.labels_
 
-    def _em_missing(self, patterns: list[_Pattern], n_samples: int, params, init: int) -> dict:
+    def _em_missing(self, patterns: list[_Pattern], n_samples: int, params, init: int, triu) -> dict:
         """EM with missing values from ``params`` (weights, centred means, precision Cholesky factors)."""
         weights, means, precisions_cholesky = params
         K, d = means.shape
         chunk = self._missing_chunk(d)
-        triu = torch.triu_indices(d, d, device=means.device)
         covariances = _full_covariances(_covariances_from_cholesky(precisions_cholesky, self.covariance_type),
                                         self.covariance_type, K, d)
         last = {}

@@ -338,12 +338,6 @@ class VaDE(DeepEstimator):
     #: written before the parameter existed still resume); a restart's sigma^2, which depends on how many runs
     #: before it were degenerate (and so on the partition), is in its signature (:meth:`_checkpoint_signature`).
     _RESUMABLE_ACROSS = (*DeepEstimator._RESUMABLE_ACROSS, "partition")
-
-    def _checkpoint_signature(self, stage: str) -> dict:
-        signature = super()._checkpoint_signature(stage)
-        if stage.startswith("train") and getattr(self, "_degenerate_so_far", 0):  # a restart: sigma^2 / 4^k
-            signature["decoder_variance_"] = repr(self.decoder_variance_)
-        return signature
     _auto_epochs = {"pretrain_epochs": (30, 2000), "epochs": (20, 2000)}
     _degenerate_hint = ("try more pretraining (pretrain_epochs), a smaller lr, or n_init=5; "
                         "standardise tabular features")
@@ -352,9 +346,8 @@ class VaDE(DeepEstimator):
                  assign="posterior", covariance_type="full", arch="auto", hidden=mnn.MLP_HIDDEN, filters=8,
                  n_blocks=3, decoder="upsample", loss="mse", decoder_variance="auto", init="manifold",
                  prior_weights="laplace", partition="manifold", degeneracy_guard=True, n_init="auto",
-                 pretrain_epochs="auto",
-                 pretrain_lr=1e-3, epochs="auto", batch_size="auto", lr=1e-3, clip_norm=5.0, patience=None,
-                 checkpoint_dir=None, random_state=0, device="auto", verbose=0):
+                 pretrain_epochs="auto", pretrain_lr=1e-3, epochs="auto", batch_size="auto", lr=1e-3, clip_norm=5.0,
+                 patience=None, checkpoint_dir=None, random_state=0, device="auto", verbose=0):
         self.n_clusters = n_clusters
         self.latent_dim = latent_dim
         self.beta = beta
@@ -388,6 +381,12 @@ class VaDE(DeepEstimator):
         self.verbose = verbose
 
     # -- validation and networks --------------------------------------------------------------------
+    def _checkpoint_signature(self, stage: str) -> dict:
+        signature = super()._checkpoint_signature(stage)
+        if stage.startswith("train") and getattr(self, "_degenerate_so_far", 0):  # a restart: sigma^2 / 4^k
+            signature["decoder_variance_"] = repr(self.decoder_variance_)
+        return signature
+
     def _check_parameters(self, n_samples: int) -> None:
         self._check_training_parameters()
         self._check_n_clusters(n_samples)
