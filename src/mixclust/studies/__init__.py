@@ -34,8 +34,11 @@ def threads(n: int):
     Studies on tiny problems (and every quick mode) use one: measured on the shared 2-core machine,
     two threads waiting on each other made them 5-15x slower whenever another job ran. Full deep
     training uses every thread (an MNIST conv-AE epoch: 5.5 s with 2 threads on an idle machine,
-    about 4x less than with one; benchmarks/bench_deep.py).
+    about 4x less than with one; benchmarks/bench_deep.py). ``MIXCLUST_STUDY_THREADS`` caps ``n``, for a
+    study that shares the machine with another job.
     """
+    cap = os.environ.get("MIXCLUST_STUDY_THREADS")
+    n = min(n, int(cap)) if cap else n
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
