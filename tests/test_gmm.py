@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linear_sum_assignment
 from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -391,6 +392,30 @@ def test_feature_cache_is_used_and_bypassed(X3, monkeypatch):
     parts = list(chunks)
     assert len(parts) == -(-len(X3) // 7) and all(F.shape[0] <= 7 for _, F in parts)
     torch.testing.assert_close(torch.cat([F for _, F in parts]), _features(X, "full"))
+
+
+def test_cached_features_are_built_in_blocks_but_handed_out_in_chunks(X3):
+    """The cache builds CACHE_BLOCK_CHUNKS chunks at a time; the passes still see chunk-sized views."""
+    X = torch.as_tensor(X3)
+    parts = gmm_module._FeatureChunks(X, "full", 7, cache=True)._cached
+    assert [start for start, _ in parts] == list(range(0, len(X3), 7))
+    assert all(F.shape[0] <= 7 for _, F in parts)
+    assert parts[0][1].untyped_storage().data_ptr() == parts[1][1].untyped_storage().data_ptr()  # one block
+    torch.testing.assert_close(torch.cat([F for _, F in parts]), _features(X, "full"))
+
+
+def test_far_apart_components_whose_terms_underflow_match_sklearn():
+    """Log-probability gaps of thousands of nats: the E-step's clamp below the peak (exp near
+    underflow is slow) changes neither the likelihood nor the responsibilities."""
+    X, _ = make_blobs(300, 4, centers=3, cluster_std=0.05, center_box=(-200, 200), random_state=1)
+    init = sk_initial_parameters(X, 3, "full")
+    sk = SkGaussianMixture(3, tol=0.0, max_iter=5, **init).fit(X)
+    ours = GaussianMixture(3, tol=0.0, max_iter=5, **init).fit(X)
+    gaps = np.sort(sk._estimate_weighted_log_prob(X), axis=1)
+    assert (gaps[:, -1] - gaps[:, 0]).max() > 1e3  # the clamp really fires
+    assert ours.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-9)
+    np.testing.assert_allclose(ours.means_, sk.means_, rtol=1e-9, atol=1e-9)
+    np.testing.assert_array_equal(ours.labels_, sk.predict(X))
 
 
 # ------------------------------------------------------------------------------------------------
