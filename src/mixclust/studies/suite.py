@@ -57,8 +57,8 @@ NOT_RUN_ON_WHOLE = ("gmm", "sklearn-gmm")
 NOT_RUN_ON_WHOLE_WHY = (
     "a full-covariance mixture of 784 pixels has 307,720 quadratic features a row: the E- and M-step products "
     "cost about 0.86 TFLOP an EM iteration at 70,000 rows and K = 10 (2 x 70,000 x 308,505 x 10 each), some "
-    "25-45 s at the 20-38 GFLOP/s this machine's products reach (reports/benchmarks/gmm_profile.txt), so an "
-    "hour per 100-iteration fit and seed; the baseline K-means runs")
+    "18-21 s at the 41-49 GFLOP/s this machine's products reach (reports/benchmarks/gmm_profile.txt), so half "
+    "an hour or more per 100-iteration fit and seed; the baseline K-means runs")
 
 
 @dataclass(frozen=True)
