@@ -56,3 +56,4 @@ def test_runs_are_cached_with_bound_diagnostics_and_a_rerun_trains_nothing(quick
     monkeypatch.setattr(study.MoA, "fit", refuse)
     monkeypatch.setattr(study.MoA, "initialise", refuse)
     assert study.run(readme.parent, quick=True, seed=0, cache=cache) == readme
+

@@ -23,6 +23,7 @@ STUDIES = {
     "aevae": "mixclust.studies.aevae",
     "vade-entropy": "mixclust.studies.vade_entropy",
     "moa": "mixclust.studies.moa",
+    "moa-source": "mixclust.studies.moa_source",
     "frontier": "mixclust.studies.frontier",
 }
 

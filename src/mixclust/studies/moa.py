@@ -258,8 +258,12 @@ def _reconstruction_figure(runs, data, M, seed, losses):
 
 
 def _histogram_figure(runs, data, M, seed, losses):
-    chosen = [r[0] for r in (_select(runs, data=data, M=M, seed=seed, loss=loss, gram="batch", init="kmeans")
-                             for loss in losses) if r]
+    return router_histograms([r[0] for r in (_select(runs, data=data, M=M, seed=seed, loss=loss, gram="batch",
+                                                      init="kmeans") for loss in losses) if r])
+
+
+def router_histograms(chosen):
+    """One panel per run: the histogram of each expert's router probability."""
     fig, axes = plt.subplots(1, len(chosen), figsize=(3.6 * len(chosen), 3), squeeze=False)
     edges = np.linspace(0, 1, 21)
     for ax, r in zip(axes[0], chosen):
@@ -347,6 +351,9 @@ def write_report(results, out_dir) -> Path:
                           f"label_by_cluster_{slug}.png",
                           f"{title}, M = {M}: percentage of each true label in each cluster.")
     _longer_section(report, results.get("longer", []), cfg)
+    report.text("MoA+ and the MoE as the source ran them (the bound from a random start, M = 2, scored on the test "
+                "split, beside its label tables): [reports/moa-source](../moa-source/README.md), "
+                "`mixclust reproduce moa-source`.")
     report.section("The source's bound during training")
     report.text("`bound` = sqrt(sum 1/lambda_k^2) sqrt(sum_k (sum_i p_ik e_ik)^2) is trained as if it bounded the "
                 "exact loss |tr(G^-1 E^T P)| from above. On every batch of the bound runs the exact loss was "
