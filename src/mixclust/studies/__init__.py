@@ -24,6 +24,7 @@ STUDIES = {
     "vade-entropy": "mixclust.studies.vade_entropy",
     "moa": "mixclust.studies.moa",
     "moa-source": "mixclust.studies.moa_source",
+    "vade-source": "mixclust.studies.vade_source",
     "frontier": "mixclust.studies.frontier",
 }
 

@@ -1,0 +1,328 @@
+"""The eta sweep of [VADE-H] as the source ran it (SPEC §2, issue 19): 3 pretraining epochs, then up to 15 epochs.
+
+reports/vade-entropy ran the sweep with 3 epochs of the full objective and 2 seeds (its CPU budget); after 3
+epochs an effect of eta cannot show. This study runs the source's own protocol: MNIST, fit on the 60,000
+training images (5,000 of them held out as the validation set that early stopping watches), scored on the
+10,000 test images; d = 10, K = 10, T = 0.3, beta = 20, the MLP D-500-500-2000-d, 3 pretraining epochs at lr
+1e-3, then Adam lr 1e-4, batch 256, clipping at norm 5, up to 15 epochs with early stopping on validation NMI
+(patience 5); the 7 etas; 3 seeds; objective (a) as published (``kl="approx", assign="head"``) and (c)
+(``kl="vade", assign="posterior"``). Beside the numbers it records what the source monitors: the prior means
+mu_k after every epoch and the per-object distribution of H(gamma).
+
+Runs go seed-major (every (objective, eta) of seed 0 first), each cached as it finishes, so the study spans
+sessions; :func:`render` writes the report from the finished runs alone and lists what is missing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from .. import metrics
+from ..reports import Report, atomic_write_text, markdown_table, mean_std
+from ..vade import VaDE
+from . import RunCache, run_cached, subsample
+from . import threads as study_threads
+from .vade_entropy import ETAS, OBJECTIVE_NAMES, OBJECTIVES, PUBLISHED, SOURCE, _load, _scores
+
+DESCRIPTION = ("VaDE-H's eta sweep as the source ran it: 3 + up to 15 epochs, 3 seeds, objectives (a) and (c), "
+               "with the source's monitoring (prior means per epoch, per-object entropy)")
+
+#: Bins of the per-object H(gamma) histograms, over [0, ln K].
+N_BINS = 30
+FULL = {"n_train": None, "n_test": None, "n_val": 5000, "seeds": 3, "etas": ETAS, "objectives": ("a", "c"),
+        "epochs": 15, "pretrain_epochs": 3, "hidden": None, "threads": 1}
+QUICK = {"n_train": 1200, "n_test": 400, "n_val": 300, "seeds": 1, "etas": (0.0, 1.0), "objectives": ("a", "c"),
+         "epochs": 2, "pretrain_epochs": 1, "hidden": (64,), "threads": 1}
+
+
+class _TracedVaDE(VaDE):
+    """VaDE that keeps the prior means mu_k at the prior's start and at every validation (once an epoch)."""
+
+    def _initialise_prior(self, X):
+        super()._initialise_prior(X)
+        self.mu_trace_ = [self._prior_means()]
+
+    def _validation_metrics(self, X_val, y_val) -> dict:
+        self.mu_trace_.append(self._prior_means())
+        return super()._validation_metrics(X_val, y_val)
+
+    def _prior_means(self) -> np.ndarray:
+        return self.network_.prior_mu.detach().cpu().numpy().astype(np.float32)
+
+
+def _params(cfg) -> dict:
+    params = {**SOURCE, "epochs": cfg["epochs"], "pretrain_epochs": cfg["pretrain_epochs"]}
+    if cfg["hidden"] is not None:
+        params["hidden"] = cfg["hidden"]
+    return params
+
+
+def _key(cfg, seed, objective, eta) -> tuple:
+    return ("source-sweep", seed, objective, eta, cfg["epochs"], cfg["pretrain_epochs"])
+
+
+def compute(quick=False, seed=0, data_dir=None, cache=None, log=print, cached_only: bool = False) -> dict:
+    """Every (seed, objective, eta) run, trained or read from ``cache``; ``cached_only``: train nothing and list
+    what is missing."""
+    cfg = QUICK if quick else FULL
+    store = RunCache(cache)
+    params = _params(cfg)
+    runs, missing, data = [], [], None
+    with study_threads(cfg["threads"]):
+        for s in range(seed, seed + cfg["seeds"]):
+            base = None
+            for objective in cfg["objectives"]:
+                for eta in cfg["etas"]:
+                    key = _key(cfg, s, objective, eta)
+                    if key not in store:
+                        if cached_only:
+                            missing.append(f"seed {s} ({objective}) eta {eta}")
+                            continue
+                        if data is None:
+                            name, Xtr, ytr, Xte, yte = _load("mnist", quick, data_dir, cfg["n_train"], cfg["n_test"],
+                                                             seed)
+                            data = (name, Xtr, ytr, Xte, yte, *subsample(Xtr, ytr, cfg["n_val"], seed + 1000))
+                        name, Xtr, ytr, Xte, yte, Xval, yval = data
+                        if base is None:
+                            began = time.perf_counter()
+                            base = _TracedVaDE(10, **params, random_state=s).pretrain(Xtr)
+                            log(f"[vade-source] seed {s}: pretrained in {time.perf_counter() - began:.0f} s")
+                        began = time.perf_counter()
+                        model = _TracedVaDE(10, **params, **OBJECTIVES[objective], eta=eta, random_state=s)
+                        model.fit(Xtr, validation_data=(Xval, yval), pretrained=base)
+                        store.put(key, _record(model, name, s, objective, eta, Xtr, Xte, yte, Xval,
+                                               time.perf_counter() - began))
+                        r = store[key]
+                        log(f"[vade-source] seed {s} ({objective}) eta {eta}: NMI {r['nmi']:.3f} H {r['H']:.3f} "
+                            f"epochs {r['epochs_run']} ({r['seconds']:.0f} s)")
+                    runs.append(store[key])
+    return {"quick": quick, "seed": seed, "cfg": cfg, "params": params, "runs": runs, "missing": missing}
+
+
+def _record(model, name, seed, objective, eta, Xtr, Xte, yte, Xval, seconds) -> dict:
+    train = [r for r in model.history_ if r["stage"] == "train"]
+    H = metrics.entropy(model.predict_proba(Xte))
+    return {"data": name, "n_train": len(Xtr), "n_test": len(Xte), "n_val": len(Xval), "seed": seed,
+            "objective": objective, "eta": eta, **_scores(model, Xte, yte), "seconds": seconds,
+            "epochs_run": len(train), "val_nmi": [r.get("val_nmi") for r in train],
+            "val_entropy": [r.get("val_entropy") for r in train], "loss": [r.get("loss") for r in train],
+            "mu_trace": np.stack(model.mu_trace_),
+            # clipped: a uniform gamma rounds to a hair above ln K, which np.histogram would drop
+            "H_hist": np.histogram(np.clip(H, 0.0, np.log(model.n_clusters)), bins=N_BINS,
+                                   range=(0.0, np.log(model.n_clusters)))[0]}
+
+
+# ------------------------------------------------------------------------------------------------
+# Report
+# ------------------------------------------------------------------------------------------------
+def _table(runs) -> dict:
+    """(objective, eta) -> list of runs."""
+    table: dict = {}
+    for r in runs:
+        table.setdefault((r["objective"], r["eta"]), []).append(r)
+    return table
+
+
+def _published_rows(table, cfg) -> list[dict]:
+    rows = []
+    for eta in cfg["etas"]:
+        pub = PUBLISHED[eta]
+        row = {"eta": f"{eta:g}", "published NMI / ARI / H / conf": " / ".join(f"{v:.3f}" for v in pub)}
+        for objective in cfg["objectives"]:
+            sel = table.get((objective, eta), [])
+            for m, name in (("nmi", "NMI"), ("ari", "ARI"), ("H", "H"), ("confidence", "conf")):
+                row[f"({objective}) {name}"] = mean_std(r[m] for r in sel) if sel else "not run yet"
+            row[f"({objective}) seeds, epochs"] = (f"{len(sel)}, " + mean_std(r["epochs_run"] for r in sel)) if sel \
+                else "—"
+        rows.append(row)
+    return rows
+
+
+def _means(table, objective, etas, measure) -> list[float]:
+    return [float(np.mean([r[measure] for r in table[(objective, e)]])) if (objective, e) in table else np.nan
+            for e in etas]
+
+
+def _change_figure(table, cfg):
+    """The source's Figure 6 with ours beside it: % change of NMI, ARI, H and confidence from eta = 0."""
+    etas = list(cfg["etas"])
+    measures = (("nmi", 0, "NMI"), ("ari", 1, "ARI"), ("H", 2, "H(gamma)"), ("confidence", 3, "confidence"))
+    panels = [("published [VADE-H]", None)] + [(OBJECTIVE_NAMES[o], o) for o in cfg["objectives"]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.6), sharey=False, squeeze=False)
+    for ax, (title, objective) in zip(axes[0], panels):
+        for measure, index, label in measures:
+            values = [PUBLISHED[e][index] for e in etas] if objective is None else _means(table, objective, etas,
+                                                                                          measure)
+            base = values[0]
+            ax.plot(etas, [100 * (v - base) / base if base else np.nan for v in values], marker="o", label=label)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_xlabel("eta")
+        ax.set_title(title, fontsize=9)
+    axes[0][0].set_ylabel("% change from eta = 0")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _nmi_vs_entropy_figure(table, cfg):
+    """NMI against mean H(gamma), every run a point shaded by its eta (the source's figure), the published means
+    as crosses."""
+    fig, axes = plt.subplots(1, len(cfg["objectives"]), figsize=(5 * len(cfg["objectives"]), 4), squeeze=False)
+    etas = list(cfg["etas"])
+    for ax, objective in zip(axes[0], cfg["objectives"]):
+        runs = [r for e in etas for r in table.get((objective, e), [])]
+        points = ax.scatter([r["H"] for r in runs], [r["nmi"] for r in runs], c=[r["eta"] for r in runs],
+                            cmap="viridis", vmin=min(etas), vmax=max(etas), label="ours, one point a run")
+        ax.scatter([PUBLISHED[e][2] for e in etas], [PUBLISHED[e][0] for e in etas], c=etas, cmap="viridis",
+                   vmin=min(etas), vmax=max(etas), marker="x", s=60, label="published (mean)")
+        ax.set_xlabel("mean H(gamma), nats (test)")
+        ax.set_ylabel("NMI (test)")
+        ax.set_title(OBJECTIVE_NAMES[objective], fontsize=9)
+        ax.legend(fontsize=7)
+        fig.colorbar(points, ax=ax, label="eta")
+    fig.tight_layout()
+    return fig
+
+
+def _mu_figure(table, cfg, seed):
+    """The prior means mu_k over the epochs (one 2-D PCA per run, fitted on all of that run's epochs)."""
+    etas = [cfg["etas"][0], cfg["etas"][-1]]
+    chosen = [(o, e, r) for o in cfg["objectives"] for e in etas
+              for r in table.get((o, e), []) if r["seed"] == seed]
+    if not chosen:
+        return None
+    fig, axes = plt.subplots(1, len(chosen), figsize=(3.8 * len(chosen), 3.6), squeeze=False)
+    for ax, (objective, eta, r) in zip(axes[0], chosen):
+        trace = np.asarray(r["mu_trace"], dtype=np.float64)  # (epochs + 1, K, d)
+        flat = trace.reshape(-1, trace.shape[-1])
+        centre = flat.mean(0)
+        _, _, vt = np.linalg.svd(flat - centre, full_matrices=False)
+        xy = (trace - centre) @ vt[:2].T  # (epochs + 1, K, 2)
+        for k in range(xy.shape[1]):
+            ax.plot(xy[:, k, 0], xy[:, k, 1], "-", lw=0.8, color=f"C{k % 10}")
+            ax.plot(*xy[0, k], "o", ms=4, color=f"C{k % 10}", mfc="none")
+            ax.plot(*xy[-1, k], "o", ms=4, color=f"C{k % 10}")
+        shift = np.linalg.norm(trace[-1] - trace[0], axis=1).mean()
+        ax.set_title(f"({objective}) eta {eta}: {len(trace) - 1} epochs,\nmean |mu_k shift| {shift:.2f}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def _entropy_histograms(table, cfg, seed):
+    """Per-object H(gamma) on the test set, one curve per eta, per objective (seed ``seed``)."""
+    fig, axes = plt.subplots(1, len(cfg["objectives"]), figsize=(5 * len(cfg["objectives"]), 3.6), squeeze=False)
+    colours = plt.get_cmap("viridis")
+    etas = list(cfg["etas"])
+    for ax, objective in zip(axes[0], cfg["objectives"]):
+        for i, eta in enumerate(etas):
+            r = next((r for r in table.get((objective, eta), []) if r["seed"] == seed), None)
+            if r is None:
+                continue
+            counts = np.asarray(r["H_hist"], dtype=float)
+            edges = np.linspace(0, np.log(10), len(counts) + 1)
+            ax.stairs(counts / max(counts.sum(), 1), edges, color=colours(i / max(len(etas) - 1, 1)),
+                      label=f"eta {eta}")
+        ax.set_yscale("log")
+        ax.set_xlabel("H(gamma) of a test object, nats")
+        ax.set_ylabel("fraction of test objects")
+        ax.set_title(OBJECTIVE_NAMES[objective], fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def _monotone_text(table, cfg) -> str:
+    """Does entropy rise and confidence fall with eta, here and in the published table?"""
+    etas = list(cfg["etas"])
+    lines = []
+    for objective in cfg["objectives"]:
+        H, conf = _means(table, objective, etas, "H"), _means(table, objective, etas, "confidence")
+        done = [i for i, h in enumerate(H) if np.isfinite(h)]
+        if len(done) < 2:
+            continue
+        steps = list(zip(done, done[1:]))
+        rises = sum(H[b] > H[a] for a, b in steps)
+        falls = sum(conf[b] < conf[a] for a, b in steps)
+        nmi = _means(table, objective, etas, "nmi")
+        lines.append(f"{OBJECTIVE_NAMES[objective]}: over the {len(steps)} steps between the etas run so far, mean "
+                     f"H(gamma) rises on {rises} and confidence falls on {falls}; NMI {nmi[done[0]]:.3f} at eta "
+                     f"{etas[done[0]]}, {nmi[done[-1]]:.3f} at eta {etas[done[-1]]}, best "
+                     f"{np.nanmax(nmi):.3f} (eta {etas[int(np.nanargmax(nmi))]}).")
+    published_rises = sum(PUBLISHED[b][2] > PUBLISHED[a][2] for a, b in zip(etas, etas[1:]))
+    published_falls = sum(PUBLISHED[b][3] < PUBLISHED[a][3] for a, b in zip(etas, etas[1:]))
+    lines.append(f"Published: H rises on {published_rises} and confidence falls on {published_falls} of its "
+                 f"{len(etas) - 1} steps (reports/vade-entropy sets its claim of monotone change against these).")
+    return " ".join(lines)
+
+
+def write_report(results, out_dir) -> Path:
+    quick, seed, cfg, p, runs = results["quick"], results["seed"], results["cfg"], results["params"], results["runs"]
+    command = f"mixclust reproduce vade-source{' --quick' if quick else ''} --seed {seed}"
+    report = Report(out_dir, "VaDE-H's eta sweep as the source ran it (SPEC §2, [VADE-H], issue 19)", command, seed)
+    sizes = (f"{runs[0]['n_train']:,} training images, {runs[0]['n_val']:,} of them the validation set early "
+             f"stopping watches (labels used only there), scored on {runs[0]['n_test']:,} test images") if runs else \
+        "the training images (a validation subset of them watched by early stopping), scored on the test images"
+    report.text(
+        f"MNIST, fitted on {sizes}. Settings (the source's, passed explicitly): d = "
+        f"{p['latent_dim']}, K = 10, T = {p['temperature']}, beta = {p['beta']}, MSE decoder summed over pixels "
+        f"(`decoder_variance={p['decoder_variance']}`), MLP {p.get('hidden', 'D-500-500-2000-d')}, "
+        f"**{p['pretrain_epochs']} pretraining epochs** at lr {p['pretrain_lr']} (Xavier init), then Adam lr "
+        f"{p['lr']}, batch {p['batch_size']}, clipping at norm {p['clip_norm']}, **up to {p['epochs']} epochs** with "
+        f"early stopping on validation NMI (patience {p['patience']}), prior started by K-means on the pretrained "
+        f"codes, gamma of the prior (`partition=\"prior\"`), no degeneracy guard, one run per seed. One pretraining "
+        f"per seed serves every (objective, eta) of that seed. {cfg['threads']} torch thread(s), other jobs sharing "
+        f"the machine's 2 cores. reports/vade-entropy holds the 3-epoch sweep this one completes."
+        + ("\n\n**Quick mode**: a tiny subset and network, a smoke test of the pipeline; the numbers mean nothing."
+           if quick else ""))
+    if results["missing"]:
+        report.text(f"**Not run yet** ({len(results['missing'])} of {len(results['missing']) + len(runs)} runs; "
+                    f"`mixclust reproduce vade-source` resumes from the cache): " + "; ".join(results["missing"]) + ".")
+    if not runs:
+        return report.write()
+    table = _table(runs)
+    report.section("The sweep beside the published table")
+    report.text("Mean ± std over the seeds run so far (test set). Objective (a) is the one published; (c) is the "
+                "VaDE bound with gamma from the prior's posterior.")
+    report.table(_published_rows(table, cfg))
+    report.text(_monotone_text(table, cfg))
+    report.figure(_change_figure(table, cfg), "change_from_eta0.png",
+                  "The source's Figure 6 (left, from its table) and ours: % change of NMI, ARI, mean H(gamma) and "
+                  "confidence from the eta = 0 baseline.")
+    report.figure(_nmi_vs_entropy_figure(table, cfg), "nmi_vs_entropy.png",
+                  "NMI against mean entropy, each run a point shaded by eta; crosses: the published means.")
+    report.section("What the source monitors")
+    fig = _mu_figure(table, cfg, seed)
+    if fig is not None:
+        report.figure(fig, "prior_means_per_epoch.png",
+                      f"The prior means mu_k over the epochs (seed {seed}; a 2-D PCA of each run's means at its start "
+                      f"and after every epoch; open circle: the K-means start, filled: the last epoch).")
+    report.figure(_entropy_histograms(table, cfg, seed), "entropy_histograms.png",
+                  f"Per-object H(gamma) on the test set, one curve per eta (seed {seed}).")
+    report.section("Every run")
+    report.table([{"seed": r["seed"], "objective": r["objective"], "eta": f"{r['eta']:g}", "NMI": r["nmi"],
+                   "ARI": r["ari"], "ACC": r["acc"], "H": r["H"], "confidence": r["confidence"],
+                   "clusters used": r["n_used_clusters"], "epochs": r["epochs_run"],
+                   "best val NMI": max((v for v in r["val_nmi"] if v is not None), default=float("nan")),
+                   "s": r["seconds"]} for r in runs])
+    return report.write()
+
+
+def render(out_dir, seed: int = 0) -> Path:
+    """Rewrite the report from the finished runs in ``out_dir/.runs.pkl`` alone, training nothing."""
+    out_dir = Path(out_dir)
+    return write_report(compute(seed=seed, cache=out_dir / ".runs.pkl", cached_only=True), out_dir)
+
+
+def run(out_dir, quick: bool = False, seed: int = 0, data_dir=None, cache=None) -> Path:
+    """Write ``out_dir/README.md`` and its figures; finished runs resume from ``out_dir/.runs.pkl``."""
+    path, results = run_cached(compute, write_report, out_dir, quick, seed, data_dir, cache)
+    atomic_write_text(Path(out_dir) / "results.md", markdown_table(
+        [{k: v for k, v in r.items() if k not in ("mu_trace", "H_hist", "val_nmi", "val_entropy", "loss")}
+         for r in results["runs"]], floatfmt=".4f"))
+    return path
