@@ -587,3 +587,47 @@ def test_the_default_decoder_keeps_the_suite_cache_key():
     model = mixclust.VaDE(10, random_state=0)
     assert "'decoder'" not in suite._params_key(model)  # runs cached before the parameter existed stay valid
     assert "'decoder'" in suite._params_key(model.set_params(decoder="transposed"))
+
+
+def _sparse_images():
+    """scikit-learn's digits in the middle of 16 x 16 black frames: mean pixel 0.076, like MNIST's sparse strokes."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits().data.reshape(-1, 1, 8, 8) / 16.0
+    X = np.zeros((len(digits), 1, 16, 16), np.float32)
+    X[:, :, 4:12, 4:12] = digits
+    return X
+
+
+def _final_mse_per_pixel(X, seed=0):
+    ae = AutoEncoder(latent_dim=8, arch="conv", filters=8, n_blocks=2, loss="mse", epochs=4, batch_size=64,
+                     random_state=seed).fit(X)
+    return ae.history_[-1]["loss"] / X[0].size, ae
+
+
+def test_conv_decoder_starts_at_the_mean_pixel_and_leaves_the_black_plateau(monkeypatch):
+    """From a zero output bias this conv AE slides into the all-black output (MSE = mean of x^2) and stays; started
+    at logit(mean pixel) it learns (reports/aevae, "the black-output plateau")."""
+    X = _sparse_images()
+    black = float((X ** 2).mean())
+    mse, ae = _final_mse_per_pixel(X)
+    assert mse < 0.5 * black
+    assert ae.inverse_transform(ae.transform(X[:50])).max() > 0.5  # not an all-black output
+    monkeypatch.setattr(mnn, "start_output_at_mean", lambda module, X: None)
+    plateau, _ = _final_mse_per_pixel(X)
+    assert plateau == pytest.approx(black, rel=0.02)  # the failure the start prevents, so this test can fail
+
+
+def test_output_start_sets_only_sigmoid_conv_decoders():
+    X = np.full((4, 1, 8, 8), 0.2, np.float32)
+    _, conv = mnn.build_autoencoder("conv", (1, 8, 8), 4, n_blocks=2)
+    _, linear = mnn.build_autoencoder("conv", (1, 8, 8), 4, n_blocks=2, output_activation="linear")
+    _, mlp = mnn.build_autoencoder("mlp", (1, 8, 8), 4, hidden=(16,))
+    for module in (conv, linear, mlp):
+        mnn.xavier_init(module)
+        mnn.start_output_at_mean(module, X)
+    assert torch.allclose(conv.blocks[conv.output_index].bias, torch.tensor(math.log(0.2 / 0.8)))
+    assert not linear.blocks[linear.output_index].bias.any()
+    assert all(not layer.bias.any() for layer in mlp.modules() if isinstance(layer, torch.nn.Linear))
+    mnn.start_output_at_mean(conv, np.zeros((2, 1, 8, 8)))  # an all-zero set: a finite bias, clipped
+    assert torch.isfinite(conv.blocks[conv.output_index].bias).all()

@@ -540,6 +540,7 @@ class MoA(DeepEstimator):
         self._seed()
         self.network_ = self._build_modules(vars(self))["network_"]
         mnn.xavier_init(self.network_)
+        mnn.start_output_at_mean(self.network_, X)
         self._init_history = []
         vars(self).pop("init_labels_", None)
         if self.init != "random":

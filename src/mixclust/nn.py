@@ -163,7 +163,9 @@ class ConvDecoder(nn.Module):
                                           padding=tuple(p for p, _ in pads), output_padding=tuple(o for _, o in pads)),
                        nn.ReLU()]
         layers.append(nn.Conv2d(filters, channels, 3, padding=1))
-        if output_activation == "sigmoid":
+        self.output_index = len(layers) - 1  # an index, not an attribute: the state_dict keys stay as they were
+        self.sigmoid = output_activation == "sigmoid"
+        if self.sigmoid:
             layers.append(nn.Sigmoid())
         self.blocks = nn.Sequential(*layers)
 
@@ -213,6 +215,28 @@ def build_autoencoder(arch: str, input_shape: tuple, latent_dim: int, *, hidden=
         encoder = Encoder(body, body.out_features, latent_dim, gaussian)
         return encoder, ConvDecoder(latent_dim, input_shape, filters, n_blocks, output_activation, kind=decoder)
     raise ValueError(f"unknown arch {arch!r}; expected 'auto', 'mlp' or 'conv'")
+
+
+#: The mean pixel is clipped to this range before its logit starts a sigmoid decoder (a finite bias).
+OUTPUT_START_RANGE = (1e-3, 1.0 - 1e-3)
+
+
+def start_output_at_mean(module: nn.Module, X) -> None:
+    r"""Start every sigmoid :class:`ConvDecoder` in ``module`` at the data's mean pixel, not at 0.5.
+
+    Its output convolution's bias becomes :math:`\operatorname{logit}(\bar x)`, :math:`\bar x` the mean of
+    ``X`` (clipped to :data:`OUTPUT_START_RANGE`), so before training every pixel is the mean grey. Call it
+    after the weights are initialised. Why: through a sigmoid the MSE gradient
+    :math:`(\hat x - x)\,\hat x (1 - \hat x)` vanishes once :math:`\hat x` saturates near 0, and conv
+    autoencoders trained on MNIST with MSE slid into an all-black output they never left (reports/aevae, "the
+    black-output plateau"); from the mean grey the first steps fit the background without that saturation
+    (tests/test_autoencoder.py). MLP decoders keep zero biases: every default model uses them, measured so.
+    """
+    low, high = OUTPUT_START_RANGE
+    mean = min(max(float(X.mean()), low), high)
+    for layer in module.modules():
+        if isinstance(layer, ConvDecoder) and layer.sigmoid:
+            nn.init.constant_(layer.blocks[layer.output_index].bias, math.log(mean / (1.0 - mean)))
 
 
 def xavier_init(module: nn.Module) -> None:
