@@ -25,6 +25,7 @@ def test_report_sets_the_published_table_beside_both_objectives(quick):
     assert "Not run yet" not in text
     for name in re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", text):
         assert (readme.parent / name).stat().st_size > 1000, name
+    assert "## What the source leaves open" in text and "| uniform prior weights | 0 | 0 |" in text
     for stem in ("change_from_eta0", "nmi_vs_entropy", "prior_means_per_epoch", "entropy_histograms"):
         assert f"{stem}.png" in text
 
@@ -33,7 +34,15 @@ def test_runs_record_the_monitoring_and_a_rerun_trains_nothing(quick, monkeypatc
     readme, cache = quick
     with open(cache, "rb") as handle:
         runs = pickle.load(handle)
-    assert sorted((k[2], k[3]) for k in runs) == [("a", 0.0), ("a", 1.0), ("c", 0.0), ("c", 1.0)]
+    assert sorted((k[2], k[3]) for k in runs if len(k) == 6) == [("a", 0.0), ("a", 1.0), ("c", 0.0), ("c", 1.0)]
+    # the two open questions, for objective (a), keyed apart from the sweep's runs
+    assert sorted(k[6] for k in runs if len(k) == 7) == sorted(study.VARIANTS)
+    per_pixel = runs[(*study._key(study.QUICK, 0, "a", 0.0), "squared error averaged over pixels")]
+    assert per_pixel["variant"] == "squared error averaged over pixels"
+    sweep = runs[study._key(study.QUICK, 0, "a", 0.0)]
+    assert sweep["decoder_variance"] == 0.5 and sweep["prior_weights"] == "laplace"
+    assert per_pixel["decoder_variance"] == 0.5 * per_pixel["n_features"]
+    assert runs[(*study._key(study.QUICK, 0, "a", 0.0), "uniform prior weights")]["prior_weights"] == "uniform"
     for record in runs.values():
         # the prior's start plus one entry per epoch run; the histogram counts every test object once
         assert record["mu_trace"].shape == (record["epochs_run"] + 1, 10, 10)
@@ -57,5 +66,5 @@ def test_a_partial_cache_renders_with_the_missing_runs_listed(quick, tmp_path, m
         pickle.dump(partial, handle)
     monkeypatch.setattr(study, "FULL", study.QUICK)
     text = study.render(tmp_path).read_text()
-    assert "**Not run yet** (2 of 4 runs" in text and "seed 0 (c) eta 0.0" in text
+    assert "**Not run yet** (2 of 6 runs" in text and "seed 0 (c) eta 0.0" in text
     assert "| 0 | 0.335 / 0.157 / 0.337 / 0.911 |" in text and "not run yet" in text

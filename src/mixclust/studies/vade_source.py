@@ -33,10 +33,17 @@ DESCRIPTION = ("VaDE-H's eta sweep as the source ran it: 3 + up to 15 epochs, 3 
 
 #: Bins of the per-object H(gamma) histograms, over [0, ln K].
 N_BINS = 30
+#: What the source leaves open, run for objective (a) at the ``variant_etas`` after the sweep, each against the
+#: sweep's own run of the same seed and eta: the prior weights' start (uniform in its §2.1, Laplace-smoothed in
+#: §2.2; the sweep uses Laplace) and the scale of the squared error (the sweep sums it over pixels,
+#: ``decoder_variance=0.5``; averaged over the D pixels it weighs 1/D as much, ``decoder_variance=D/2``).
+PER_PIXEL = "D/2"
+VARIANTS = {"uniform prior weights": {"prior_weights": "uniform"},
+            "squared error averaged over pixels": {"decoder_variance": PER_PIXEL}}
 FULL = {"n_train": None, "n_test": None, "n_val": 5000, "seeds": 3, "etas": ETAS, "objectives": ("a", "c"),
-        "epochs": 15, "pretrain_epochs": 3, "hidden": None, "threads": 1}
+        "epochs": 15, "pretrain_epochs": 3, "hidden": None, "threads": 1, "variant_etas": (0.0, 1.0)}
 QUICK = {"n_train": 1200, "n_test": 400, "n_val": 300, "seeds": 1, "etas": (0.0, 1.0), "objectives": ("a", "c"),
-         "epochs": 2, "pretrain_epochs": 1, "hidden": (64,), "threads": 1}
+         "epochs": 2, "pretrain_epochs": 1, "hidden": (64,), "threads": 1, "variant_etas": (0.0,)}
 
 
 class _TracedVaDE(VaDE):
@@ -61,8 +68,23 @@ def _params(cfg) -> dict:
     return params
 
 
-def _key(cfg, seed, objective, eta) -> tuple:
-    return ("source-sweep", seed, objective, eta, cfg["epochs"], cfg["pretrain_epochs"])
+def _key(cfg, seed, objective, eta, variant=None) -> tuple:
+    key = ("source-sweep", seed, objective, eta, cfg["epochs"], cfg["pretrain_epochs"])
+    return key if variant is None else (*key, variant)
+
+
+def _plan(cfg, seed) -> list[tuple]:
+    """(seed, objective, eta, variant) of every run, seed-major: the sweep, then the variants."""
+    sweep = [(s, o, e, None) for s in range(seed, seed + cfg["seeds"]) for o in cfg["objectives"] for e in cfg["etas"]]
+    variants = [(s, "a", e, v) for s in range(seed, seed + cfg["seeds"]) for v in VARIANTS for e in cfg["variant_etas"]]
+    return sweep + variants
+
+
+def _variant_params(variant, n_features: int) -> dict:
+    params = dict(VARIANTS[variant]) if variant is not None else {}
+    if params.get("decoder_variance") == PER_PIXEL:
+        params["decoder_variance"] = 0.5 * n_features
+    return params
 
 
 def compute(quick=False, seed=0, data_dir=None, cache=None, log=print, cached_only: bool = False) -> dict:
@@ -71,44 +93,47 @@ def compute(quick=False, seed=0, data_dir=None, cache=None, log=print, cached_on
     cfg = QUICK if quick else FULL
     store = RunCache(cache)
     params = _params(cfg)
-    runs, missing, data = [], [], None
+    runs, missing, data, bases = [], [], None, {}
     with study_threads(cfg["threads"]):
-        for s in range(seed, seed + cfg["seeds"]):
-            base = None
-            for objective in cfg["objectives"]:
-                for eta in cfg["etas"]:
-                    key = _key(cfg, s, objective, eta)
-                    if key not in store:
-                        if cached_only:
-                            missing.append(f"seed {s} ({objective}) eta {eta}")
-                            continue
-                        if data is None:
-                            name, Xtr, ytr, Xte, yte = _load("mnist", quick, data_dir, cfg["n_train"], cfg["n_test"],
-                                                             seed)
-                            data = (name, Xtr, ytr, Xte, yte, *subsample(Xtr, ytr, cfg["n_val"], seed + 1000))
-                        name, Xtr, ytr, Xte, yte, Xval, yval = data
-                        if base is None:
-                            began = time.perf_counter()
-                            base = _TracedVaDE(10, **params, random_state=s).pretrain(Xtr)
-                            log(f"[vade-source] seed {s}: pretrained in {time.perf_counter() - began:.0f} s")
-                        began = time.perf_counter()
-                        model = _TracedVaDE(10, **params, **OBJECTIVES[objective], eta=eta, random_state=s)
-                        model.fit(Xtr, validation_data=(Xval, yval), pretrained=base)
-                        store.put(key, _record(model, name, s, objective, eta, Xtr, Xte, yte, Xval,
-                                               time.perf_counter() - began))
-                        r = store[key]
-                        log(f"[vade-source] seed {s} ({objective}) eta {eta}: NMI {r['nmi']:.3f} H {r['H']:.3f} "
-                            f"epochs {r['epochs_run']} ({r['seconds']:.0f} s)")
-                    runs.append(store[key])
-    return {"quick": quick, "seed": seed, "cfg": cfg, "params": params, "runs": runs, "missing": missing}
+        for s, objective, eta, variant in _plan(cfg, seed):
+            key = _key(cfg, s, objective, eta, variant)
+            label = f"seed {s} ({objective}) eta {eta}" + (f", {variant}" if variant else "")
+            if key not in store:
+                if cached_only:
+                    missing.append(label)
+                    continue
+                if data is None:
+                    name, Xtr, ytr, Xte, yte = _load("mnist", quick, data_dir, cfg["n_train"], cfg["n_test"], seed)
+                    data = (name, Xtr, ytr, Xte, yte, *subsample(Xtr, ytr, cfg["n_val"], seed + 1000))
+                name, Xtr, ytr, Xte, yte, Xval, yval = data
+                if s not in bases:  # one pretraining per seed (the variants differ in stage 2 only)
+                    began = time.perf_counter()
+                    bases = {s: _TracedVaDE(10, **params, random_state=s).pretrain(Xtr)}
+                    log(f"[vade-source] seed {s}: pretrained in {time.perf_counter() - began:.0f} s")
+                began = time.perf_counter()
+                model = _TracedVaDE(10, **{**params, **_variant_params(variant, Xtr.shape[1])},
+                                    **OBJECTIVES[objective], eta=eta, random_state=s)
+                model.fit(Xtr, validation_data=(Xval, yval), pretrained=bases[s])
+                store.put(key, {**_record(model, name, s, objective, eta, Xtr, Xte, yte, Xval,
+                                          time.perf_counter() - began), "variant": variant})
+                r = store[key]
+                log(f"[vade-source] {label}: NMI {r['nmi']:.3f} H {r['H']:.3f} epochs {r['epochs_run']} "
+                    f"({r['seconds']:.0f} s)")
+            runs.append(store[key])
+    sweep = [r for r in runs if r.get("variant") is None]
+    variants = [r for r in runs if r.get("variant") is not None]
+    return {"quick": quick, "seed": seed, "cfg": cfg, "params": params, "runs": sweep, "variants": variants,
+            "missing": missing}
 
 
 def _record(model, name, seed, objective, eta, Xtr, Xte, yte, Xval, seconds) -> dict:
     train = [r for r in model.history_ if r["stage"] == "train"]
     H = metrics.entropy(model.predict_proba(Xte))
-    return {"data": name, "n_train": len(Xtr), "n_test": len(Xte), "n_val": len(Xval), "seed": seed,
+    return {"data": name, "n_train": len(Xtr), "n_test": len(Xte), "n_val": len(Xval), "n_features": Xtr.shape[1],
+            "seed": seed,
             "objective": objective, "eta": eta, **_scores(model, Xte, yte), "seconds": seconds,
-            "epochs_run": len(train), "val_nmi": [r.get("val_nmi") for r in train],
+            "epochs_run": len(train), "decoder_variance": float(model.decoder_variance_),
+            "prior_weights": model.prior_weights, "val_nmi": [r.get("val_nmi") for r in train],
             "val_entropy": [r.get("val_entropy") for r in train], "loss": [r.get("loss") for r in train],
             "mu_trace": np.stack(model.mu_trace_),
             # clipped: a uniform gamma rounds to a hair above ln K, which np.histogram would drop
@@ -281,7 +306,8 @@ def write_report(results, out_dir) -> Path:
         + ("\n\n**Quick mode**: a tiny subset and network, a smoke test of the pipeline; the numbers mean nothing."
            if quick else ""))
     if results["missing"]:
-        report.text(f"**Not run yet** ({len(results['missing'])} of {len(results['missing']) + len(runs)} runs; "
+        total = len(results["missing"]) + len(runs) + len(results["variants"])
+        report.text(f"**Not run yet** ({len(results['missing'])} of {total} runs; "
                     f"`mixclust reproduce vade-source` resumes from the cache): " + "; ".join(results["missing"]) + ".")
     if not runs:
         return report.write()
@@ -304,6 +330,7 @@ def write_report(results, out_dir) -> Path:
                       f"and after every epoch; open circle: the K-means start, filled: the last epoch).")
     report.figure(_entropy_histograms(table, cfg, seed), "entropy_histograms.png",
                   f"Per-object H(gamma) on the test set, one curve per eta (seed {seed}).")
+    _variants_section(report, table, results["variants"], cfg)
     report.section("Every run")
     report.table([{"seed": r["seed"], "objective": r["objective"], "eta": f"{r['eta']:g}", "NMI": r["nmi"],
                    "ARI": r["ari"], "ACC": r["acc"], "H": r["H"], "confidence": r["confidence"],
@@ -311,6 +338,27 @@ def write_report(results, out_dir) -> Path:
                    "best val NMI": max((v for v in r["val_nmi"] if v is not None), default=float("nan")),
                    "s": r["seconds"]} for r in runs])
     return report.write()
+
+
+def _variants_section(report, table, variants, cfg) -> None:
+    """Each variant against the sweep's run of the same seed and eta (objective (a))."""
+    if not variants:
+        return
+    report.section("What the source leaves open")
+    report.text("Objective (a), each variant against the sweep's own run of the same seed and eta (same "
+                "pretraining): the prior weights' start, uniform (the source's §2.1) against Laplace-smoothed (its "
+                "§2.2, the sweep's), and the squared error averaged over the pixels (`decoder_variance` = D/2) "
+                "against summed (the sweep's `decoder_variance=0.5`), which decides its balance against beta = 20. "
+                "Published at each eta: NMI / ARI / H / confidence.")
+    rows = []
+    for r in variants:
+        same = next((b for b in table.get(("a", r["eta"]), []) if b["seed"] == r["seed"]), None)
+        rows.append({"variant": r["variant"], "eta": f"{r['eta']:g}", "seed": r["seed"], "NMI": r["nmi"],
+                     "H": r["H"], "confidence": r["confidence"], "epochs": r["epochs_run"],
+                     "sweep's NMI / H / conf": "not run yet" if same is None else
+                     f"{same['nmi']:.3f} / {same['H']:.3f} / {same['confidence']:.3f}",
+                     "published": " / ".join(f"{v:.3f}" for v in PUBLISHED[r["eta"]])})
+    report.table(rows)
 
 
 def render(out_dir, seed: int = 0) -> Path:
@@ -324,5 +372,5 @@ def run(out_dir, quick: bool = False, seed: int = 0, data_dir=None, cache=None) 
     path, results = run_cached(compute, write_report, out_dir, quick, seed, data_dir, cache)
     atomic_write_text(Path(out_dir) / "results.md", markdown_table(
         [{k: v for k, v in r.items() if k not in ("mu_trace", "H_hist", "val_nmi", "val_entropy", "loss")}
-         for r in results["runs"]], floatfmt=".4f"))
+         for r in results["runs"] + results["variants"]], floatfmt=".4f"))
     return path
