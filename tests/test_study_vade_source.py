@@ -68,3 +68,10 @@ def test_a_partial_cache_renders_with_the_missing_runs_listed(quick, tmp_path, m
     text = study.render(tmp_path).read_text()
     assert "**Not run yet** (2 of 6 runs" in text and "seed 0 (c) eta 0.0" in text
     assert "| 0 | 0.335 / 0.157 / 0.337 / 0.911 |" in text and "not run yet" in text
+
+
+def test_the_kept_epoch_is_the_best_validation_nmi():
+    train = [{"val_nmi": 0.2}, {"val_nmi": 0.5}, {"val_nmi": 0.5}, {"val_nmi": 0.4}]
+    assert study._best_epoch(train, patience=5) == 2  # the first of equal bests, as early stopping keeps it
+    assert study._best_epoch(train, patience=None) == 4  # no early stopping: the last epoch
+    assert study._best_epoch([{"loss": 1.0}, {"loss": 0.5}], patience=5) == 2  # no validation: the last

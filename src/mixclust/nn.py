@@ -29,6 +29,7 @@ an odd target 2n + 1 padding 0 and output padding 0).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 from torch import nn
 
@@ -219,24 +220,40 @@ def build_autoencoder(arch: str, input_shape: tuple, latent_dim: int, *, hidden=
 
 #: The mean pixel is clipped to this range before its logit starts a sigmoid decoder (a finite bias).
 OUTPUT_START_RANGE = (1e-3, 1.0 - 1e-3)
+_output_start = {"enabled": True}
+
+
+@contextmanager
+def zero_output_start():
+    """Within this block :func:`start_output_at_mean` does nothing: decoders keep the zero output bias of
+    :func:`xavier_init` (a study that reruns a source's own initialisation uses it)."""
+    previous = _output_start["enabled"]
+    _output_start["enabled"] = False
+    try:
+        yield
+    finally:
+        _output_start["enabled"] = previous
 
 
 def start_output_at_mean(module: nn.Module, X) -> None:
-    r"""Start every sigmoid :class:`ConvDecoder` in ``module`` at the data's mean pixel, not at 0.5.
+    r"""Start every sigmoid :class:`ConvDecoder` in ``module`` near the data's mean pixel, not at 0.5.
 
     Its output convolution's bias becomes :math:`\operatorname{logit}(\bar x)`, :math:`\bar x` the mean of
-    ``X`` (clipped to :data:`OUTPUT_START_RANGE`), so before training every pixel is the mean grey. Call it
-    after the weights are initialised. Why: through a sigmoid the MSE gradient
+    ``X`` (data in [0, 1], as a sigmoid decoder implies; clipped to :data:`OUTPUT_START_RANGE`), so before
+    training the output sits near the mean grey (the output convolution's random weights add a little around
+    it). Call it after the weights are initialised. Why: through a sigmoid the MSE gradient
     :math:`(\hat x - x)\,\hat x (1 - \hat x)` vanishes once :math:`\hat x` saturates near 0, and conv
     autoencoders trained on MNIST with MSE slid into an all-black output they never left (reports/aevae, "the
-    black-output plateau"); from the mean grey the first steps fit the background without that saturation
+    black-output plateau"; benchmarks/probes/probe_output_start.py); from near the mean grey they learn
     (tests/test_autoencoder.py). MLP decoders keep zero biases: every default model uses them, measured so.
     """
+    decoders = [layer for layer in module.modules() if isinstance(layer, ConvDecoder) and layer.sigmoid]
+    if not decoders or not _output_start["enabled"]:
+        return  # no pass over X (it may be a memory map) when there is nothing to start
     low, high = OUTPUT_START_RANGE
     mean = min(max(float(X.mean()), low), high)
-    for layer in module.modules():
-        if isinstance(layer, ConvDecoder) and layer.sigmoid:
-            nn.init.constant_(layer.blocks[layer.output_index].bias, math.log(mean / (1.0 - mean)))
+    for decoder in decoders:
+        nn.init.constant_(decoder.blocks[decoder.output_index].bias, math.log(mean / (1.0 - mean)))
 
 
 def xavier_init(module: nn.Module) -> None:

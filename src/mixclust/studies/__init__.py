@@ -40,7 +40,10 @@ def threads(n: int):
     study that shares the machine with another job.
     """
     cap = os.environ.get("MIXCLUST_STUDY_THREADS")
-    n = min(n, int(cap)) if cap else n
+    if cap:
+        if not cap.isdigit() or int(cap) < 1:
+            raise ValueError(f"MIXCLUST_STUDY_THREADS must be a positive integer, got {cap!r}")
+        n = min(n, int(cap))
     previous = torch.get_num_threads()
     torch.set_num_threads(n)
     try:

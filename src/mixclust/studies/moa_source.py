@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import datasets
+from .. import nn as mnn
 from ..moa import MoA
 from ..reports import Report, atomic_write_text, markdown_table, mean_std
 from . import RunCache, moa, run_cached, subsample
@@ -73,7 +74,8 @@ def source_protocol_runs(cfg, params, seed, data_dir, quick, store: RunCache, lo
                     (X, _), (X_test, y_test) = split_data
                     if start is None:
                         began = time.perf_counter()
-                        start = MoA(**common, random_state=s).initialise(X), time.perf_counter() - began
+                        with mnn.zero_output_start():  # the source's Xavier start: zero biases everywhere
+                            start = MoA(**common, random_state=s).initialise(X), time.perf_counter() - began
                     began = time.perf_counter()
                     with warnings.catch_warnings(record=True) as caught:
                         warnings.simplefilter("always")
@@ -101,12 +103,13 @@ def source_section(report, rows, cfg) -> None:
         f"[MOA] trained MoA+ with the bound (\"we use the known upper bound for M = 2 as the training objective\"), "
         f"experts and router jointly from a random start, and computed its label tables on the MNIST test images. "
         f"Here: `MoA(n_clusters={source['M']}, init=\"random\", loss=..., epochs={source['epochs']}, balance=0, "
-        f"n_init=1)` with the hyper-parameters above (Xavier weights, a near-uniform router: no pretraining, no "
-        f"K-means start, no balance term, no restart), each loss from the same start per seed, fitted on the "
-        f"training split and scored on the test split. {source['epochs']} epochs is our choice: the source does "
-        f"not state its count. `bound` is the source's MoA+, `blend` its MoE baseline. Mean ± std over seeds "
-        f"{sorted({r['seed'] for r in rows})}; \"warned\": the warnings the fit raised (a degenerate result is "
-        f"flagged, not recovered, under this protocol).")
+        f"n_init=1)` with the hyper-parameters above (Xavier weights and zero biases, a near-uniform router: no "
+        f"pretraining, no K-means start, no balance term, no restart; the library's start of a sigmoid conv decoder "
+        f"at the mean pixel is switched off, `mixclust.nn.zero_output_start`), each loss from the same start per "
+        f"seed, fitted on the training split and scored on the test split. {source['epochs']} epochs is our "
+        f"choice: the source does not state its count. `bound` is the source's MoA+, `blend` its MoE baseline. "
+        f"Mean ± std over seeds {sorted({r['seed'] for r in rows})}; \"warned\": the warnings the fit raised (a "
+        f"degenerate result is flagged, not recovered, under this protocol).")
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         groups.setdefault((r["data"], r["loss"]), []).append(r)
