@@ -3,8 +3,10 @@ with calibration, reliability diagrams and the published rows; an interrupted st
 
 import pickle
 
+import numpy as np
 import pytest
 
+from mixclust import metrics
 from mixclust.studies import frontier as study
 
 
@@ -85,3 +87,17 @@ def test_render_shows_old_cached_vade_rows_under_todays_names(tmp_path):
                                        "seconds": 66.0, "stages": {"VaDE fit": 60.0, "partition": 6.0}}]}))
     text = study.render(tmp_path).read_text()
     assert f"| {study.METHODS[5]} | 1 | 0.940" in text and "probe" not in text.split("## mnist")[1]
+
+
+def test_calibration_text_reads_confidence_and_accuracy_from_the_bins():
+    # two clusters, every image assigned with confidence 0.95; cluster 1 holds half of class 2 as well
+    y = np.array([0] * 50 + [1] * 50 + [2] * 50)
+    proba = np.full((150, 3), 0.025)
+    proba[np.arange(150), np.r_[[0] * 50, [1] * 50, [1] * 25, [2] * 25]] = 0.95
+    bins = metrics.calibration_bins(y, proba)
+    row = {"set": "fashion", "protocol": "all", "seed": 0, "method": study.METHODS[5], "bins": bins,
+           "ece": metrics.ece_from_bins(bins)}
+    text = study._calibration_text([row], "fashion", "all")
+    assert "mean confidence 0.950 against accuracy 0.833" in text  # 125 of 150 after the matching
+    assert "the 100 % of images assigned with confidence above 0.9 are 83 % correct" in text
+    assert "**not met**" in text and study._calibration_text([row], "mnist", "all") == ""
