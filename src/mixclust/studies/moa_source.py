@@ -54,14 +54,20 @@ def _load_split(name, split, quick, data_dir, n, seed):
     return X.astype(np.float32), y
 
 
-def source_protocol_runs(cfg, params, seed, data_dir, quick, store: RunCache, log) -> list[dict]:
+def source_protocol_runs(cfg, params, seed, data_dir, quick, store: RunCache, log) -> tuple[list[dict], dict]:
     """:data:`SOURCE_PROTOCOL`: each loss from the same random start per seed, fitted on the training split,
     scored on the test split (one start per seed: ``MoA.initialise`` with ``init="random"`` draws the Xavier
-    weights, and ``fit(initialised=...)`` trains each loss from them)."""
+    weights, and ``fit(initialised=...)`` trains each loss from them). Also returns, per data set, the test MSE
+    of an all-black output (the mean of x^2), the plateau a sigmoid decoder trained on MSE can sit on."""
     source = cfg["source"]
     common = dict(params, n_clusters=source["M"], init="random", epochs=source["epochs"], balance=0.0, n_init=1)
-    rows = []
+    rows, black = [], {}
     for data in source["data"]:
+        black_key = ("black-output mse", data, source["n_test"], seed)
+        if black_key not in store:
+            X_test, _ = _load_split(data, "test", quick, data_dir, source["n_test"], seed)
+            store.put(black_key, float(np.mean(np.square(X_test, dtype=np.float64))))
+        black[data] = store[black_key]
         split_data = None
         for s in range(seed, seed + source["seeds"]):
             start = None
@@ -89,12 +95,16 @@ def source_protocol_runs(cfg, params, seed, data_dir, quick, store: RunCache, lo
                     log(f"[moa] source protocol {data} M={source['M']} seed {s} {loss}: test NMI {record['nmi']:.3f} "
                         f"MSE {record['mse']:.4f} sizes {record['sizes']} ({record['seconds']:.0f} s)")
                 rows.append(store[key])
-    return rows
+    return rows, black
 
 
 
 
-def source_section(report, rows, cfg) -> None:
+#: A run "sits on the black output" when its test MSE is within this fraction of the all-black output's.
+BLACK_TOLERANCE = 0.02
+
+
+def source_section(report, rows, cfg, black: dict) -> None:
     """MoA+ and the MoE as the source ran them (:data:`SOURCE_PROTOCOL`), beside its published tables."""
     if not rows:
         return
@@ -121,10 +131,16 @@ def source_section(report, rows, cfg) -> None:
                    "test MSE": mean_std(r["mse"] for r in sel), "test NMI": mean_std(r["nmi"] for r in sel),
                    "ARI": mean_std(r["ari"] for r in sel),
                    "largest cluster %": mean_std(100 * max(r["sizes"]) / sum(r["sizes"]) for r in sel),
+                   "on the black output": f"{sum(_on_black(r, black) for r in sel)} of {len(sel)}",
                    "warned": ", ".join(sorted({w for r in sel for w in r["warnings"]})) or "—",
                    "s / run": f"{np.mean([r['seconds'] for r in sel]):.0f}",
                    "published MSE / NMI": published.get((data, loss), "—")}
                   for (data, loss), sel in groups.items()])
+    report.text("\"on the black output\": runs whose test MSE is within "
+                f"{100 * BLACK_TOLERANCE:.0f} % of an all-black output's (the mean of x^2 over the test images: "
+                + ", ".join(f"{data} {value:.4f}" for data, value in black.items())
+                + "), the plateau where the MSE gradient through the sigmoid vanishes (reports/aevae; "
+                "`mixclust.nn.start_output_at_mean`, switched off here, keeps the library's conv decoders off it).")
     for data in source["data"]:
         first = {r["loss"]: r for r in rows if r["data"] == data and "figures" in r}
         if not first:
@@ -135,6 +151,10 @@ def source_section(report, rows, cfg) -> None:
                       f"{data}, as the source ran it (seed {min(r['seed'] for r in first.values())}, test split): "
                       f"histogram of the router probabilities per expert; one peak at 1 for one expert is the "
                       f"collapse of everything into one cluster.")
+
+
+def _on_black(record, black: dict) -> bool:
+    return abs(record["mse"] - black[record["data"]]) <= BLACK_TOLERANCE * black[record["data"]]
 
 
 def _label_table(data, first) -> list[dict]:
@@ -175,9 +195,26 @@ def _label_table_text(data, first) -> str:
                                                                  for c, g in groups.items()))
     if data == "mnist":
         published = "; ".join(f"cluster {k} holds {list(v)}" for k, v in PUBLISHED_MOA_DIGITS.items())
+        verdicts = []
+        if "blend" in first:
+            table = first["blend"]["figures"]["confusion"]
+            largest = int(np.asarray(table["counts"]).sum(0).argmax())
+            gap = np.abs(np.asarray(table["percent"])[:, largest] - np.asarray(PUBLISHED_MOE_SHARES)).max()
+            share = 100 * np.asarray(table["counts"]).sum(0)[largest] / np.sum(table["counts"])
+            verdicts.append(f"The MoE's collapse is reproduced: blend's largest cluster holds {share:.1f} % of the "
+                            f"test images, and its column differs from the published one by at most {gap:.2f} points.")
+        if "bound" in first:
+            table = first["bound"]["figures"]["confusion"]
+            held = np.asarray(table["counts"]).argmax(1)
+            agree = max(sum(int(held[d] == (k if flip else 1 - k)) for k, digits in PUBLISHED_MOA_DIGITS.items()
+                            for d in digits) for flip in (False, True))
+            verdicts.append(f"MoA+'s published split is {'' if agree == 9 else 'not '}reproduced: {agree} of the 9 "
+                            f"digits it places fall in the "
+                            f"corresponding cluster here (best of the two ways to pair the clusters).")
         return (f"**MNIST test split, % of each digit in each cluster.** Published: the MoE (blend) puts all "
                 f"10,000 test images in one cluster, whose column is exactly the test split's class shares; MoA+ "
-                f"(bound): {published} (digit 5 is in neither list). Here: " + ". ".join(parts) + ".")
+                f"(bound): {published} (digit 5 is in neither list). Here: " + ". ".join(parts) + ". "
+                + " ".join(verdicts))
     rows = "; ".join(f"{loss}: " + ", ".join(f"class {i + 1} {a:.2f} / {b:.2f}" for i, (a, b) in enumerate(t))
                      for loss, t in PUBLISHED_AUDIO_TABLE.items())
     return (f"**{data} test split, % of each label in each cluster.** [MOA]'s audio table is for its own 2-class "
@@ -195,8 +232,8 @@ def compute(quick=False, seed=0, data_dir=None, cache=None, log=print) -> dict:
     cfg = QUICK if quick else FULL
     params = {**moa.MODEL, **cfg.get("model", {})}
     with study_threads(cfg["threads"]):
-        rows = source_protocol_runs(cfg, params, seed, data_dir, quick, RunCache(cache), log)
-    return {"quick": quick, "seed": seed, "cfg": cfg, "params": params, "rows": rows}
+        rows, black = source_protocol_runs(cfg, params, seed, data_dir, quick, RunCache(cache), log)
+    return {"quick": quick, "seed": seed, "cfg": cfg, "params": params, "rows": rows, "black": black}
 
 
 def write_report(results, out_dir) -> Path:
@@ -213,7 +250,7 @@ def write_report(results, out_dir) -> Path:
         f"test images of the squared error of the expert each image is routed to."
         + ("\n\n**Quick mode**: a tiny subset and network, a smoke test of the pipeline; the numbers mean nothing."
            if quick else ""))
-    source_section(report, results["rows"], cfg)
+    source_section(report, results["rows"], cfg, results["black"])
     return report.write()
 
 
