@@ -24,6 +24,7 @@ STUDIES = {
     "vade-entropy": "mixclust.studies.vade_entropy",
     "moa": "mixclust.studies.moa",
     "moa-source": "mixclust.studies.moa_source",
+    "aevae-claims": "mixclust.studies.aevae_claims",
     "vade-source": "mixclust.studies.vade_source",
     "frontier": "mixclust.studies.frontier",
 }
