@@ -22,7 +22,7 @@ def test_report_measures_each_claim(quick):
     for heading in ("1. Which model more often gives the right digit after denoising?",
                     "2. Are the AE's latent clouds more compact?", "3. Trained on the test images, as the source did"):
         assert heading in text
-    assert "| 0.2 |" in text and "| 0 (clean) |" in text and "noise levels." in text
+    assert "| 0.2 |" in text and "| 0 (clean) |" in text and "noise levels, so the claim" in text
     assert (readme.parent / "denoised_accuracy.png").stat().st_size > 1000
 
 
