@@ -272,7 +272,8 @@ def _entropy_histograms(table, cfg, seed):
         ax.set_xlabel("H(gamma) of a test object, nats")
         ax.set_ylabel("fraction of test objects")
         ax.set_title(OBJECTIVE_NAMES[objective], fontsize=9)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a panel whose runs are still to come stays empty
+            ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
