@@ -251,6 +251,11 @@ class _Rows:
         self._array, self._rows, self._shift, self.dtype, self.device = X, rows, shift, dtype, shift.device
         self._tensor = None if stream else self._convert(rows.start, rows.stop)
 
+    @property
+    def streamed(self) -> bool:
+        """Whether the rows are read and converted chunk by chunk on every pass (a memory map, ``stream=True``)."""
+        return self._tensor is None
+
     def _convert(self, start: int, stop: int) -> torch.Tensor:
         block = np.asarray(self._array[start:stop], dtype=np.float64)
         if not block.flags.writeable:  # a read-only map: torch wants a writable buffer, copy the chunk
@@ -281,8 +286,10 @@ class _FeatureChunks:
         itemsize = torch.finfo(rows.dtype).bits // 8
         size = rows.n * (_n_quadratic(rows.d, covariance_type) + rows.d + 1) * itemsize
         # Built in blocks of CACHE_BLOCK_CHUNKS chunks: the d column products of _features then run on long
-        # columns (built chunk by chunk, the cache took 8x longer, 130 ms at 50,000 x 32).
-        self._cached = list(self._build(CACHE_BLOCK_CHUNKS)) if cache and size <= FEATURE_CACHE_BYTES else None
+        # columns (built chunk by chunk, the cache took 8x longer, 130 ms at 50,000 x 32). A streamed memory map
+        # is still converted one chunk at a time, so no more than a chunk of it is ever held as float64.
+        block = 1 if rows.streamed else CACHE_BLOCK_CHUNKS
+        self._cached = list(self._build(block)) if cache and size <= FEATURE_CACHE_BYTES else None
 
     def _build(self, block_chunks: int = 1):
         """Features of ``block_chunks`` chunks at a time, handed out chunk by chunk (views of the block)."""
