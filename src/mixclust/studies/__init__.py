@@ -54,6 +54,25 @@ def threads(n: int):
         torch.set_num_threads(previous)
 
 
+def load_or_digits(name: str, split: str, quick: bool, data_dir=None):
+    """``(X, y, loaded)``: ``datasets.load(name, split=split)`` and the name of the set actually loaded.
+
+    A quick run never downloads; without the files it falls back to scikit-learn's digits, the same split, as
+    images (n, 1, 8, 8) in [0, 1] (``loaded == "digits"``), so CI runs without the data folder. A full run
+    raises :class:`mixclust.datasets.DataNotFoundError` instead.
+    """
+    from .. import datasets  # here: the studies package is imported by the CLI before any data are needed
+
+    try:
+        X, y = datasets.load(name, split=split, data_dir=data_dir, **({"download": False} if quick else {}))
+        return X, y, name
+    except datasets.DataNotFoundError:
+        if not quick:
+            raise
+        X, y = datasets.load("digits", split=split)
+        return X, y, "digits"
+
+
 def subsample(X, y, n, seed):
     """A sorted random subset of ``n`` rows of X and y (all of them when ``n`` is None or not smaller).
 

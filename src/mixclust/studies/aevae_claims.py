@@ -28,12 +28,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_score
 
-from .. import datasets
 from ..autoencoder import VAE, AutoEncoder, add_gaussian_noise
 from ..reports import Report, atomic_write_text, markdown_table
-from . import RunCache, run_cached, subsample
+from . import RunCache, load_or_digits, run_cached, subsample
 from . import threads as study_threads
-from .aevae import LATENT, NOISE_LEVELS, NOISE_LEVELS_QUICK, PUBLISHED, _load_images
+from .aevae import LATENT, NOISE_LEVELS, NOISE_LEVELS_QUICK, PUBLISHED
 
 DESCRIPTION = ("The AE-vs-VAE source's claims measured: the right digit after denoising, the compactness of the "
                "latent clouds, and the source's training on the test images")
@@ -47,19 +46,11 @@ QUICK = {"n_train": 1500, "n_test": 400, "epochs": 3, "batch": 32, "lr": 1e-3, "
 
 
 def _load(quick, data_dir, cfg, seed):
-    try:
-        X_train, y_train = _load_images("mnist", quick, data_dir, "train")
-        X_test, y_test = _load_images("mnist", quick, data_dir, "test")
-        name = "MNIST"
-    except datasets.DataNotFoundError:  # quick mode without the files: scikit-learn's digits, (n, 1, 8, 8)
-        if not quick:
-            raise
-        X_train, y_train = datasets.load("digits", split="train")
-        X_test, y_test = datasets.load("digits", split="test")
-        name = "digits (MNIST not found)"
+    X_train, y_train, loaded = load_or_digits("mnist", "train", quick, data_dir)
+    X_test, y_test, _ = load_or_digits("mnist", "test", quick, data_dir)
     X_train, y_train = subsample(X_train, y_train, cfg["n_train"], seed)
     X_test, y_test = subsample(X_test, y_test, cfg["n_test"], seed + 1)
-    return name, X_train, y_train, X_test, y_test
+    return ("MNIST" if loaded == "mnist" else "digits (MNIST not found)"), X_train, y_train, X_test, y_test
 
 
 def compactness(Z: np.ndarray, y: np.ndarray) -> float:

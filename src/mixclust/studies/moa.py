@@ -21,10 +21,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .. import datasets, metrics, plotting
+from .. import metrics, plotting
 from ..moa import LOSSES, MoA, SingularGramWarning
 from ..reports import Report, atomic_write_text, markdown_table, mean_std
-from . import RunCache, run_cached, subsample
+from . import RunCache, load_or_digits, run_cached, subsample
 from . import threads as study_threads
 
 DESCRIPTION = ("MoA+ (mixture of conv autoencoder experts, minimax loss) vs blend/competitive/switch/bounds on "
@@ -68,15 +68,8 @@ QUICK = {"n_mnist": 600, "n_audio": 300, "data": ("mnist",), "n_show": 6, "threa
 
 
 def _load(name, quick, data_dir, n, seed):
-    """All images of ``name`` (no download in quick mode: CI falls back to scikit-learn's digits)."""
-    kwargs = {"download": False} if quick else {}
-    try:
-        X, y = datasets.load(name, split="all", data_dir=data_dir, **kwargs)
-    except datasets.DataNotFoundError:
-        if not quick:
-            raise
-        name, (X, y) = "digits", datasets.load("digits")
-        X = (X / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
+    """All images of ``name`` (quick mode without the files: scikit-learn's digits, :func:`load_or_digits`)."""
+    X, y, name = load_or_digits(name, "all", quick, data_dir)
     X, y = subsample(X, y, n, seed)
     return name, X.astype(np.float32), y
 

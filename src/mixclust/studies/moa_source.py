@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import datasets
 from .. import nn as mnn
 from ..moa import MoA
 from ..reports import Report, atomic_write_text, markdown_table, mean_std
-from . import RunCache, moa, run_cached, subsample
+from . import RunCache, load_or_digits, moa, run_cached, subsample
 from . import threads as study_threads
 
 DESCRIPTION = "MoA+ and the MoE as the source ran them: the bound from a random start, M = 2, scored on the test split"
@@ -39,17 +38,9 @@ PUBLISHED_MOA_DIGITS = {0: (1, 4, 7, 8, 9), 1: (0, 2, 3, 6)}
 PUBLISHED_AUDIO_TABLE = {"minimax": ((19.23, 59.86), (80.77, 40.14)), "blend": ((88.89, 41.63), (11.11, 58.37))}
 
 
-
 def _load_split(name, split, quick, data_dir, n, seed):
-    """One split of ``name`` (quick mode: scikit-learn's digits, halved, when the files are absent)."""
-    try:
-        X, y = datasets.load(name, split=split, data_dir=data_dir, **({"download": False} if quick else {}))
-    except datasets.DataNotFoundError:
-        if not quick:
-            raise
-        X, y = datasets.load("digits")
-        X = (X / 16.0).reshape(-1, 1, 8, 8).astype(np.float32)
-        X, y = (X[::2], y[::2]) if split == "train" else (X[1::2], y[1::2])
+    """One split of ``name`` (quick mode without the files: scikit-learn's digits, :func:`load_or_digits`)."""
+    X, y, _ = load_or_digits(name, split, quick, data_dir)
     X, y = subsample(X, y, n, seed)
     return X.astype(np.float32), y
 
@@ -96,8 +87,6 @@ def source_protocol_runs(cfg, params, seed, data_dir, quick, store: RunCache, lo
                         f"MSE {record['mse']:.4f} sizes {record['sizes']} ({record['seconds']:.0f} s)")
                 rows.append(store[key])
     return rows, black
-
-
 
 
 #: A run "sits on the black output" when its test MSE is within this fraction of the all-black output's.
