@@ -58,6 +58,12 @@ QUICK = {"n_train": 2000, "n_test": 500, "conv_epochs": 6, "conv_batch": 16, "lr
          "noise": NOISE_LEVELS_QUICK, "n_grid": 10, "vae_mse": False}
 
 
+def noisy_images(X, levels, seed: int, clip: bool) -> dict:
+    """Noise level s -> X + N(0, s^2) (clipped to [0, 1] when ``clip``): one draw per level, from a seed-derived
+    stream, so every model and both clip variants see the same noise."""
+    return {s: add_gaussian_noise(X, s, random_state=seed * 1000 + 17 + i, clip=clip) for i, s in enumerate(levels)}
+
+
 def _load_images(name, quick, data_dir, split):
     """``datasets.load`` without a download in quick mode (CI then falls back to digits)."""
     kwargs = {"download": False} if quick else {}
@@ -109,10 +115,8 @@ def compare_ae_vae(cfg, seed, data_dir, quick, log):
 
     n_grid = cfg["n_grid"]
     grid_idx = np.sort(np.random.default_rng(seed + 2).choice(len(X_test), n_grid, replace=False))
-    noisy = {}
-    for i, s in enumerate(cfg["noise"]):
-        for clip in (False, True):  # the same draw, clipped or not
-            noisy[(s, clip)] = add_gaussian_noise(X_test, s, random_state=seed * 1000 + 17 + i, clip=clip)
+    draws = {clip: noisy_images(X_test, cfg["noise"], seed, clip) for clip in (False, True)}  # the same draw
+    noisy = {(s, clip): draws[clip][s] for s in cfg["noise"] for clip in (False, True)}  # level-major, as before
     res["noise"] = list(cfg["noise"])
     res["noisy_input_mse"] = {key: float(((Xn - X_test) ** 2).mean()) for key, Xn in noisy.items()}
     res["grid_original"] = X_test[grid_idx]

@@ -28,11 +28,11 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import silhouette_score
 
-from ..autoencoder import VAE, AutoEncoder, add_gaussian_noise
+from ..autoencoder import VAE, AutoEncoder
 from ..reports import Report, atomic_write_text, markdown_table
 from . import RunCache, load_or_digits, run_cached, subsample
 from . import threads as study_threads
-from .aevae import LATENT, NOISE_LEVELS, NOISE_LEVELS_QUICK, PUBLISHED
+from .aevae import LATENT, NOISE_LEVELS, NOISE_LEVELS_QUICK, PUBLISHED, noisy_images
 
 DESCRIPTION = ("The AE-vs-VAE source's claims measured: the right digit after denoising, the compactness of the "
                "latent clouds, and the source's training on the test images")
@@ -85,12 +85,11 @@ def compute(quick=False, seed=0, data_dir=None, cache=None, log=print) -> dict:
               "filters": cfg["filters"], "epochs": cfg["epochs"], "batch_size": cfg["batch"], "lr": cfg["lr"],
               "random_state": seed, "device": "cpu"}
     classifier = None
+    noisy = noisy_images(X_test, cfg["noise"], seed, clip=True)  # the draws of reports/aevae
     with study_threads(cfg["threads"]):
         key = ("classifier", seed, len(X_train))
         if key not in store:
             classifier = _classifier(X_train, y_train, cfg, seed)
-            noisy = {s: add_gaussian_noise(X_test, s, random_state=seed * 1000 + 17 + i, clip=True)
-                     for i, s in enumerate(cfg["noise"])}
             store.put(key, {"clean": _accuracy(classifier, X_test, y_test),
                             "noisy": {s: _accuracy(classifier, Xn, y_test) for s, Xn in noisy.items()}})
         baseline = store[key]
@@ -106,7 +105,7 @@ def compute(quick=False, seed=0, data_dir=None, cache=None, log=print) -> dict:
                               "seconds": time.perf_counter() - began, "test_mse": model.reconstruction_error(X_test)}
                     if protocol == "proper split":
                         classifier = classifier or _classifier(X_train, y_train, cfg, seed)
-                        record.update(_claims(model, classifier, X_test, y_test, cfg, seed))
+                        record.update(_claims(model, classifier, X_test, y_test, noisy, cfg, seed))
                     store.put(key, record)
                     log(f"[aevae-claims] {protocol}, {model_name}: test MSE {record['test_mse']:.4f} "
                         f"({record['seconds']:.0f} s)")
@@ -115,12 +114,10 @@ def compute(quick=False, seed=0, data_dir=None, cache=None, log=print) -> dict:
             "baseline": baseline, "rows": rows, "params": common}
 
 
-def _claims(model, classifier, X_test, y_test, cfg, seed) -> dict:
-    """Denoised-digit accuracy per noise level and the compactness of the test codes."""
-    denoised = {}
-    for i, s in enumerate(cfg["noise"]):
-        noisy = add_gaussian_noise(X_test, s, random_state=seed * 1000 + 17 + i, clip=True)
-        denoised[s] = _accuracy(classifier, model.reconstruct(noisy), y_test)
+def _claims(model, classifier, X_test, y_test, noisy: dict, cfg, seed) -> dict:
+    """Denoised-digit accuracy per noise level (``noisy``: level -> noisy test images) and the compactness of
+    the test codes."""
+    denoised = {s: _accuracy(classifier, model.reconstruct(Xn), y_test) for s, Xn in noisy.items()}
     Z = model.transform(X_test)
     idx = np.random.default_rng(seed + 6).choice(len(Z), min(cfg["n_silhouette"], len(Z)), replace=False)
     return {"denoised_accuracy": denoised, "reconstructed_accuracy": _accuracy(classifier, model.reconstruct(X_test),

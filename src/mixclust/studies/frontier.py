@@ -157,7 +157,7 @@ def compute(quick: bool = False, seed: int = 0, data_dir=None, cache=None, log=p
     list what is missing (to report a study that is still running or was interrupted)."""
     cfg = QUICK if quick else FULL
     runs = RunCache(cache)
-    rows, missing = [], []
+    rows, missing, loaded = [], [], {}
     # deep training on every thread (an idle 2-core machine is what the 20-minute target is stated for)
     # seed-major, then VaDE (about 15 minutes a fit) before the route (about an hour), then protocol: an
     # interrupted study has the frontier model on every set and protocol at seed 0 first
@@ -172,7 +172,9 @@ def compute(quick: bool = False, seed: int = 0, data_dir=None, cache=None, log=p
                             missing.append(f"{name} `{protocol}` seed {s} {part}")
                             continue
                         if not cached:
-                            data = load(name, protocol, cfg, seed, data_dir, quick)
+                            if (name, protocol) not in loaded:  # the split does not depend on the run's seed
+                                loaded[name, protocol] = load(name, protocol, cfg, seed, data_dir, quick)
+                            data = loaded[name, protocol]
                             log(f"{name} {protocol} seed {s}: {part}")
                             result = route(*data, s, cfg, log) if part == "route" else vade(*data, s, cfg, log)
                             runs.put(key, result)

@@ -87,7 +87,11 @@ def _flat(A) -> np.ndarray:
 
 
 def _scores(model, X, y) -> dict:
-    proba = model.predict_proba(X)
+    return _proba_scores(model.predict_proba(X), y)
+
+
+def _proba_scores(proba, y) -> dict:
+    """NMI, ARI, ACC, entropy and confidence of soft assignments ``proba`` against labels ``y``."""
     ext = metrics.external_metrics(y, proba.argmax(1))
     soft = metrics.soft_assignment_metrics(proba)
     H = metrics.entropy(proba)

@@ -26,7 +26,7 @@ from ..reports import Report, atomic_write_text, markdown_table, mean_std
 from ..vade import VaDE
 from . import RunCache, run_cached, subsample
 from . import threads as study_threads
-from .vade_entropy import ETAS, OBJECTIVE_NAMES, OBJECTIVES, PUBLISHED, SOURCE, _load, _scores
+from .vade_entropy import ETAS, OBJECTIVE_NAMES, OBJECTIVES, PUBLISHED, SOURCE, _load, _proba_scores
 
 DESCRIPTION = ("VaDE-H's eta sweep as the source ran it: 3 + up to 15 epochs, 3 seeds, objectives (a) and (c), "
                "with the source's monitoring (prior means per epoch, per-object entropy)")
@@ -131,10 +131,11 @@ def compute(quick=False, seed=0, data_dir=None, cache=None, log=print, cached_on
 
 def _record(model, name, seed, objective, eta, Xtr, Xte, yte, Xval, seconds) -> dict:
     train = [r for r in model.history_ if r["stage"] == "train"]
-    H = metrics.entropy(model.predict_proba(Xte))
+    proba = model.predict_proba(Xte)
+    H = metrics.entropy(proba)
     return {"data": name, "n_train": len(Xtr), "n_test": len(Xte), "n_val": len(Xval), "n_features": Xtr.shape[1],
             "seed": seed,
-            "objective": objective, "eta": eta, **_scores(model, Xte, yte), "seconds": seconds,
+            "objective": objective, "eta": eta, **_proba_scores(proba, yte), "seconds": seconds,
             "epochs_run": len(train), "best_epoch": _best_epoch(train, model.patience),
             "decoder_variance": float(model.decoder_variance_), "prior_weights": model.prior_weights,
             "val_nmi": [r.get("val_nmi") for r in train],
