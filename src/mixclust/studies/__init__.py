@@ -25,6 +25,7 @@ STUDIES = {
     "moa": "mixclust.studies.moa",
     "moa-source": "mixclust.studies.moa_source",
     "aevae-claims": "mixclust.studies.aevae_claims",
+    "aevae-capacity": "mixclust.studies.aevae_capacity",
     "vade-source": "mixclust.studies.vade_source",
     "frontier": "mixclust.studies.frontier",
 }

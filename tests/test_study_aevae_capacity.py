@@ -1,0 +1,34 @@
+"""The AE/VAE capacity study (issue 19) in quick mode: every cell trained once, cached, rendered from the cache."""
+
+import pickle
+
+from mixclust.studies import aevae_capacity as study
+
+
+def test_quick_grid_is_cached_converges_or_says_why_and_renders(tmp_path, monkeypatch):
+    cache = tmp_path / ".runs.pkl"
+    readme = study.run(tmp_path, quick=True, seed=0, cache=cache)
+    text = readme.read_text()
+    assert "mixclust reproduce aevae-capacity --quick --seed 0" in text
+    with open(cache, "rb") as handle:
+        runs = pickle.load(handle)
+    assert sorted(k[:3] for k in runs) == sorted(study.grid(study.QUICK))
+    for run in runs.values():
+        assert 1 <= run["best_epoch"] <= run["epochs_run"] <= study.QUICK["max_epochs"]
+        assert run["val_curve"][run["best_epoch"] - 1] == min(run["val_curve"])
+        assert 0.0 < run["test_mse"] < 1.0
+        assert f"| {run['model']} | {run['filters']} | {run['latent']} |" in text
+    assert (tmp_path / "capacity.png").stat().st_size > 1000
+    assert "Not run yet" not in text
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached run was trained again")
+
+    monkeypatch.setattr(study.AutoEncoder, "fit", refuse)
+    monkeypatch.setattr(study.VAE, "fit", refuse)
+    assert study.run(tmp_path, quick=True, seed=0, cache=cache) == readme
+
+
+def test_render_lists_the_cells_still_to_run(tmp_path):
+    text = study.render(tmp_path).read_text()
+    assert "Not run yet" in text and "AE filters 64 latent 64" in text
