@@ -51,7 +51,14 @@ from torch import nn
 
 from . import nn as mnn
 from ._base import check_float, check_int, check_option, resolve_device
-from ._deep import INFERENCE_BATCH, DeepEstimator, DegenerateFitWarning, as_float_array, keeps_global_rng
+from ._deep import (
+    INFERENCE_BATCH,
+    DeepEstimator,
+    DegenerateFitWarning,
+    as_float_array,
+    epochs_for_steps,
+    keeps_global_rng,
+)
 from ._registry import register
 from .metrics import degeneracy
 from .training import Trainer
@@ -66,6 +73,10 @@ SIMILARITY_SCALE = 0.01  # the notes' 0.01 in S_ij = 0.01 / (d_ij^2 + 0.01)
 # The similarity objective's value on the whole training set uses at most this many points (O(m^2)).
 SIMILARITY_EVAL_POINTS = 4000
 _EPS = 1e-8
+#: ``batch_size="auto"``: full batch up to this many samples, mini-batches of this many anchors beyond.
+AUTO_ANCHORS = 4096
+#: ``epochs="auto"``: optimiser steps per restart (300 full-batch epochs on small data, as the notes ran).
+AUTO_STEPS = 300
 
 
 # ------------------------------------------------------------------------------------------------
@@ -252,9 +263,14 @@ class ObjectiveClustering(DeepEstimator):
     activation : {"relu", "sigmoid", "tanh"} or None, default=None
         Hidden activation; None takes the notes' choice (centroid: relu, similarity: sigmoid) and
         relu for the graph objectives.
-    epochs : int, default=300
-    batch_size : int or None, default=None
+    epochs : int or "auto", default="auto"
+        ``"auto"``: the fewest epochs that make :data:`AUTO_STEPS` optimiser steps at the resolved batch
+        size (``epochs_``): 300 full-batch epochs up to :data:`AUTO_ANCHORS` samples, as before, and a few
+        epochs of mini-batches on large data, whose cost then no longer grows with n.
+    batch_size : int, "auto" or None, default="auto"
         Anchor points per step; None trains on the whole data set at once (full batch, as the notes).
+        ``"auto"``: the whole data set up to :data:`AUTO_ANCHORS` samples, batches of that many beyond
+        (``batch_size_``). A step runs the network on the B anchors and their B k neighbours.
     lr : float, default=0.01
         Adam's learning rate.
     n_neighbors : int, default=10
@@ -316,8 +332,8 @@ class ObjectiveClustering(DeepEstimator):
 
     _tabular = True
 
-    def __init__(self, n_clusters=2, *, objective="scan", hidden=(30,), activation=None, epochs=300,
-                 batch_size=None, lr=0.01, n_neighbors=10, entropy_weight=2.0, balance_weight=0.0, n_init=3,
+    def __init__(self, n_clusters=2, *, objective="scan", hidden=(30,), activation=None, epochs="auto",
+                 batch_size="auto", lr=0.01, n_neighbors=10, entropy_weight=2.0, balance_weight=0.0, n_init=3,
                  init="auto", init_samples=2000, init_epochs=300, standardize="auto", random_state=0,
                  device="auto", verbose=0):
         self.n_clusters = n_clusters
@@ -346,8 +362,9 @@ class ObjectiveClustering(DeepEstimator):
         mnn.check_hidden(self.hidden, "(30,)", allow_auto=False)
         if self.activation is not None:
             check_option(self.activation, "activation", tuple(ACTIVATIONS))
-        check_int(self.epochs, "epochs", 0)
-        if self.batch_size is not None:
+        if self.epochs != "auto":
+            check_int(self.epochs, "epochs", 0)
+        if self.batch_size not in (None, "auto"):
             check_int(self.batch_size, "batch_size", 1)
         check_float(self.lr, "lr", 0.0, strict=True)
         check_int(self.n_neighbors, "n_neighbors", 1)
@@ -485,7 +502,7 @@ class ObjectiveClustering(DeepEstimator):
             validate = self._validator(validation_data)
         seed = self._seed_value()
         generator = torch.Generator().manual_seed(seed)
-        batch_size = n if self.batch_size is None else min(int(self.batch_size), n)
+        self._resolve_budget(n)
         best = None
         self.objective_values_, self.n_init_degenerate_ = [], []
         try:
@@ -494,7 +511,7 @@ class ObjectiveClustering(DeepEstimator):
                 self.network_ = self._build_modules(vars(self))["network_"]
                 if self._init() == "spectral":
                     self._spectral_init(Xs, seed + 7919 * restart, restart)
-                trainer = Trainer(self.network_, epochs=self.epochs, batch_size=batch_size, lr=self.lr,
+                trainer = Trainer(self.network_, epochs=self.epochs_, batch_size=self.batch_size_, lr=self.lr,
                                   name=f"nnobj-{self.objective}-{restart + 1}", seed=seed + 7919 * restart,
                                   verbose=self.verbose)
                 history = trainer.fit(torch.arange(n, device=device), self._step, validate=validate)
@@ -521,6 +538,15 @@ class ObjectiveClustering(DeepEstimator):
             del self._X
             self.__dict__.pop("_neighbors", None)
         return self
+
+    def _resolve_budget(self, n_samples: int) -> None:
+        """Set ``batch_size_`` and ``epochs_`` for ``n_samples`` rows, resolving ``"auto"`` and None."""
+        if self.batch_size == "auto":
+            self.batch_size_ = min(n_samples, AUTO_ANCHORS)
+        else:
+            self.batch_size_ = n_samples if self.batch_size is None else min(int(self.batch_size), n_samples)
+        self.epochs_ = epochs_for_steps(AUTO_STEPS, n_samples, self.batch_size_) if self.epochs == "auto" \
+            else int(self.epochs)
 
     def _init(self) -> str:
         if self.init != "auto":
@@ -554,8 +580,7 @@ class ObjectiveClustering(DeepEstimator):
             xb, yb = batch
             return {"loss": F.cross_entropy(self.network_(xb), yb)}
 
-        batch_size = m if self.batch_size is None else min(int(self.batch_size), m)
-        trainer = Trainer(self.network_, epochs=self.init_epochs, batch_size=batch_size, lr=self.lr,
+        trainer = Trainer(self.network_, epochs=self.init_epochs, batch_size=min(self.batch_size_, m), lr=self.lr,
                           name=f"nnobj-init-{restart + 1}", seed=seed, verbose=self.verbose)
         self._init_history = trainer.fit((x, target), step)
         self.network_.train()

@@ -71,7 +71,8 @@ def compute(quick=False, seed=0, data_dir=None, cache=None, log=print, only_cach
                     data = _load(quick, data_dir, cfg, seed)
                 _, X_train, X_val, X_test = data
                 cls, params = next((c, p) for m, c, p in MODELS if m == model_name)
-                folder = None if checkpoints is None else str(checkpoints / f"{model_name}-f{filters}-z{latent}-s{seed}")
+                run_name = f"{model_name}-f{filters}-z{latent}-s{seed}"
+                folder = None if checkpoints is None else str(checkpoints / run_name)
                 model = cls(arch="conv", decoder="transposed", filters=filters, latent_dim=latent, n_blocks=3,
                             epochs=cfg["max_epochs"], batch_size=cfg["batch"], lr=cfg["lr"],
                             patience=cfg["patience"], checkpoint_dir=folder, random_state=seed, device="cpu",
