@@ -318,8 +318,7 @@ class AutoEncoder(DeepEstimator):
         self._seed()
         modules = self._build_modules(vars(self))
         for module in modules.values():
-            mnn.xavier_init(module)
-        mnn.start_output_at_mean(modules["decoder_"], X)
+            mnn.init_network(module, X)
         self.encoder_, self.decoder_ = modules["encoder_"], modules["decoder_"]
         network = torch.nn.ModuleDict({"encoder": self.encoder_, "decoder": self.decoder_})
         validate = None if X_val is None else (lambda: {"val_loss": self._mse_per_pixel(X_val)})

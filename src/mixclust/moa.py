@@ -539,8 +539,7 @@ class MoA(DeepEstimator):
         self.output_activation_ = "sigmoid" if in_unit else "linear"
         self._seed()
         self.network_ = self._build_modules(vars(self))["network_"]
-        mnn.xavier_init(self.network_)
-        mnn.start_output_at_mean(self.network_, X)
+        mnn.init_network(self.network_, X)
         self._init_history = []
         vars(self).pop("init_labels_", None)
         if self.init != "random":

@@ -256,6 +256,12 @@ def start_output_at_mean(module: nn.Module, X) -> None:
         nn.init.constant_(decoder.blocks[decoder.output_index].bias, math.log(mean / (1.0 - mean)))
 
 
+def init_network(module: nn.Module, X) -> None:
+    """Every model's start: :func:`xavier_init`, then :func:`start_output_at_mean` on the data ``X``."""
+    xavier_init(module)
+    start_output_at_mean(module, X)
+
+
 def xavier_init(module: nn.Module) -> None:
     """Xavier-uniform weights and zero biases for every Linear, Conv and transposed Conv layer (SPEC §2 step 1).
 

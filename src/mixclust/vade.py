@@ -504,8 +504,7 @@ class VaDE(DeepEstimator):
         self._seed()
         self.network_ = self._build_modules(vars(self))["network_"]
         self.manifold_codes_ = self.manifold_resp_ = None  # a partition of an earlier network's codes is void
-        mnn.xavier_init(self.network_)
-        mnn.start_output_at_mean(self.network_, X)
+        mnn.init_network(self.network_, X)
         trainer = self._trainer(self.network_, name="pretrain", epochs=self.pretrain_epochs_,
                                 lr=self.pretrain_lr, parameters=self._autoencoder_parameters())
         self._pretrain_history = trainer.fit(data, self._pretrain_step)

@@ -24,10 +24,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from sklearn.manifold import TSNE
 
-from .. import datasets, metrics, plotting
+from .. import metrics, plotting
 from ..reports import Report, atomic_write_text, markdown_table, mean_std
 from ..vade import COVARIANCE_TYPES, VaDE
-from . import RunCache, run_cached, subsample
+from . import RunCache, load_or_digits, run_cached, subsample
 from . import threads as study_threads
 
 DESCRIPTION = ("VaDE with entropy-regularised assignments on MNIST: the published eta sweep for three "
@@ -67,15 +67,9 @@ QUICK = {"n_train": 1200, "n_test": 400, "n_val": 300, "seeds": 2, "etas": (0.0,
 
 def _load(name, quick, data_dir, n_train, n_test, seed):
     """Train/test split of ``name`` (no download in quick mode: CI falls back to scikit-learn's digits)."""
-    kwargs = {"download": False} if quick else {}
-    try:
-        Xtr, ytr = datasets.load(name, split="train", data_dir=data_dir, **kwargs)
-        Xte, yte = datasets.load(name, split="test", data_dir=data_dir, **kwargs)
-    except datasets.DataNotFoundError:
-        if not quick:
-            raise
-        X, y = datasets.load("digits")
-        name, Xtr, ytr, Xte, yte = "digits", X[:1400], y[:1400], X[1400:], y[1400:]
+    Xtr, ytr, loaded = load_or_digits(name, "train", quick, data_dir)
+    Xte, yte, _ = load_or_digits(name, "test", quick, data_dir)
+    name = loaded
     rng = np.random.default_rng(seed)  # one generator for both draws
     Xtr, ytr = subsample(Xtr, ytr, n_train, rng)
     Xte, yte = subsample(Xte, yte, n_test, rng)
