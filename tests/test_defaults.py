@@ -9,7 +9,16 @@ import torch
 from sklearn.datasets import make_blobs
 
 import mixclust
-from mixclust import AEClustering, AutoEncoder, DegenerateFitWarning, EmptyClusterWarning, MoA, VaDE, _deep
+from mixclust import (
+    AEClustering,
+    AutoEncoder,
+    DegenerateFitWarning,
+    EmptyClusterWarning,
+    MoA,
+    ObjectiveClustering,
+    VaDE,
+    _deep,
+)
 from mixclust import nn as mnn
 from mixclust._deep import AUTO_MAX_RUNS, DeepEstimator, auto_batch_size, auto_epochs
 from mixclust.metrics import degeneracy
@@ -188,7 +197,8 @@ def test_auto_batch_size_shrinks_for_small_data_and_keeps_256_for_mnist():
 
 @pytest.mark.parametrize("model, stage, updates", [(VaDE(), "epochs", 2000), (VaDE(), "pretrain_epochs", 2000),
                                                    (MoA(), "pretrain_epochs", 800), (MoA(), "router_epochs", 500),
-                                                   (MoA(), "epochs", None), (AutoEncoder(), "epochs", 2000)])
+                                                   (MoA(), "epochs", None), (AutoEncoder(), "epochs", 2000),
+                                                   (ObjectiveClustering(), "epochs", 300)])
 def test_auto_epochs_give_small_data_more_steps_per_sample(model, stage, updates):
     def steps_per_sample(n):
         model._resolve_budget(n)

@@ -6,11 +6,14 @@ import tracemalloc
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 
 import mixclust
 from mixclust import datasets
 from mixclust.objective import (
+    AUTO_ANCHORS,
+    AUTO_STEPS,
     ObjectiveClustering,
     centroid_objective,
     co_assignment,
@@ -287,3 +290,16 @@ def test_auto_standardisation_keeps_the_relative_scale_of_unit_interval_data():
                                ObjectiveClustering(3, standardize=True, **small).fit(table).scale_)
     with pytest.raises(TypeError, match="standardize"):
         ObjectiveClustering(3, standardize="yes", **small).fit(pixels)
+
+
+def test_auto_budget_is_full_batch_on_small_data_and_bounded_mini_batches_on_large():
+    X, _ = make_blobs(300, centers=3, random_state=0)
+    auto = ObjectiveClustering(3, n_init=1, init_epochs=10, device="cpu").fit(X)
+    notes = ObjectiveClustering(3, n_init=1, init_epochs=10, epochs=300, batch_size=None, device="cpu").fit(X)
+    assert (auto.batch_size_, auto.epochs_) == (300, 300)
+    assert [h["loss"] for h in auto.history_] == [h["loss"] for h in notes.history_]
+    large = ObjectiveClustering()
+    large._resolve_budget(70000)
+    assert large.batch_size_ == AUTO_ANCHORS < 70000
+    steps = large.epochs_ * math.ceil(70000 / large.batch_size_)
+    assert AUTO_STEPS <= steps < AUTO_STEPS + math.ceil(70000 / AUTO_ANCHORS)
