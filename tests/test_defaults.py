@@ -198,7 +198,7 @@ def test_auto_batch_size_shrinks_for_small_data_and_keeps_256_for_mnist():
 @pytest.mark.parametrize("model, stage, updates", [(VaDE(), "epochs", 2000), (VaDE(), "pretrain_epochs", 2000),
                                                    (MoA(), "pretrain_epochs", 800), (MoA(), "router_epochs", 500),
                                                    (MoA(), "epochs", None), (AutoEncoder(), "epochs", 2000),
-                                                   (ObjectiveClustering(), "epochs", 300)])
+                                                   (ObjectiveClustering(), "epochs", 1000)])
 def test_auto_epochs_give_small_data_more_steps_per_sample(model, stage, updates):
     def steps_per_sample(n):
         model._resolve_budget(n)

@@ -295,8 +295,8 @@ def test_auto_standardisation_keeps_the_relative_scale_of_unit_interval_data():
 def test_auto_budget_is_full_batch_on_small_data_and_bounded_mini_batches_on_large():
     X, _ = make_blobs(300, centers=3, random_state=0)
     auto = ObjectiveClustering(3, n_init=1, init_epochs=10, device="cpu").fit(X)
-    notes = ObjectiveClustering(3, n_init=1, init_epochs=10, epochs=300, batch_size=None, device="cpu").fit(X)
-    assert (auto.batch_size_, auto.epochs_) == (300, 300)
+    notes = ObjectiveClustering(3, n_init=1, init_epochs=10, epochs=AUTO_STEPS, batch_size=None, device="cpu").fit(X)
+    assert (auto.batch_size_, auto.epochs_) == (300, AUTO_STEPS)
     assert [h["loss"] for h in auto.history_] == [h["loss"] for h in notes.history_]
     large = ObjectiveClustering()
     large._resolve_budget(70000)
