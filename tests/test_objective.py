@@ -300,6 +300,11 @@ def test_auto_budget_is_full_batch_on_small_data_and_bounded_mini_batches_on_lar
     assert [h["loss"] for h in auto.history_] == [h["loss"] for h in notes.history_]
     large = ObjectiveClustering()
     large._resolve_budget(70000)
-    assert large.batch_size_ == AUTO_ANCHORS < 70000
+    assert large.batch_size_ <= AUTO_ANCHORS and large.batch_size_ * math.ceil(70000 / AUTO_ANCHORS) >= 70000
+    for n in (1030, 1797, 9298, 70000):  # equal batches: no small remainder batch
+        large._resolve_budget(n)
+        batches = math.ceil(n / large.batch_size_)
+        assert batches == math.ceil(n / AUTO_ANCHORS) and n - (batches - 1) * large.batch_size_ > large.batch_size_ // 2
+    large._resolve_budget(70000)
     steps = large.epochs_ * math.ceil(70000 / large.batch_size_)
     assert AUTO_STEPS <= steps < AUTO_STEPS + math.ceil(70000 / AUTO_ANCHORS)

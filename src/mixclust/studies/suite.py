@@ -40,7 +40,8 @@ SUITE_VERSION = 3
 #: log-likelihood instead of one start (aekm's clusterer, VaDE's and MoA's initialisation), and aekm assigns by
 #: the partition's neighbour map (``_deep.neighbour_responsibilities``) instead of its Gaussians on the codes.
 #: 5 (MoA): ``epochs="auto"`` is 10 epochs with no floor of 1,000 optimiser steps (``moa.AUTO_TRAIN``).
-MODEL_VERSIONS = {"aekm": 4, "vade": 4, "moa": 5}
+#: 4 (nnobj): ``batch_size="auto"`` splits n > 1,024 into equal batches instead of 1,024s and a remainder.
+MODEL_VERSIONS = {"aekm": 4, "vade": 4, "moa": 5, "nnobj": 4}
 BASELINES = ("kmeans", "sklearn-gmm")
 FORMS = ("flat", "images")
 #: Shown beside the deep models but outside the guarantee: the baselines and mixclust's own EM GMM (which
