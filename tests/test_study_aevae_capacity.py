@@ -15,11 +15,17 @@ def test_quick_grid_is_cached_converges_or_says_why_and_renders(tmp_path, monkey
     assert sorted(k[:3] for k in runs) == sorted(study.grid(study.QUICK))
     for run in runs.values():
         assert 1 <= run["best_epoch"] <= run["epochs_run"] <= study.QUICK["max_epochs"]
-        assert run["val_curve"][run["best_epoch"] - 1] == min(run["val_curve"])
+        # the kept weights are the best epoch's (early stopping restores them), not the last epoch's
+        assert abs(run["kept_val_mse"] - min(run["val_curve"])) < 1e-6
+        assert run["seconds"] > 0
         assert 0.0 < run["test_mse"] < 1.0
         assert f"| {run['model']} | {run['filters']} | {run['latent']} |" in text
     assert (tmp_path / "capacity.png").stat().st_size > 1000
     assert "Not run yet" not in text
+    for run in runs.values():  # each row says whether its run stopped early or at the epoch limit
+        row = next(line for line in text.splitlines()
+                   if line.startswith(f"| {run['model']} | {run['filters']} | {run['latent']} |"))
+        assert ("converged" if run["epochs_run"] < study.QUICK["max_epochs"] else "epoch limit") in row
 
     def refuse(*args, **kwargs):
         raise AssertionError("a cached run was trained again")

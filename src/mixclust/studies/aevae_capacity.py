@@ -16,7 +16,6 @@ finished (``render``), listing the runs still to do.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -53,8 +52,8 @@ def grid(cfg) -> list[tuple[str, int, int]]:
     return [(m, f, z) for f in cfg["filters"] for z in cfg["latent"] for m, _, _ in MODELS]
 
 
-def compute(quick=False, seed=0, data_dir=None, cache=None, log=print, only_cached: bool = False) -> dict:
-    """Train every cell of the grid not yet in the cache (``only_cached``: train nothing, return what is there)."""
+def compute(quick=False, seed=0, data_dir=None, cache=None, log=print, cached_only: bool = False) -> dict:
+    """Train every cell of the grid not yet in the cache (``cached_only``: train nothing, return what is there)."""
     cfg = QUICK if quick else FULL
     store = RunCache(cache)
     checkpoints = None if cache is None else Path(cache).parent / ".checkpoints"
@@ -64,25 +63,27 @@ def compute(quick=False, seed=0, data_dir=None, cache=None, log=print, only_cach
         for model_name, filters, latent in grid(cfg):
             key = (model_name, filters, latent, seed, cfg["max_epochs"], cfg["patience"])
             if key not in store:
-                if only_cached:
+                if cached_only:
                     missing.append(key[:3])
                     continue
                 if data is None:
                     data = _load(quick, data_dir, cfg, seed)
                 _, X_train, X_val, X_test = data
                 cls, params = next((c, p) for m, c, p in MODELS if m == model_name)
-                run_name = f"{model_name}-f{filters}-z{latent}-s{seed}"
+                # the budget is in the folder's name: a checkpoint of another budget is never resumed
+                run_name = f"{model_name}-f{filters}-z{latent}-s{seed}-e{cfg['max_epochs']}-p{cfg['patience']}"
                 folder = None if checkpoints is None else str(checkpoints / run_name)
                 model = cls(arch="conv", decoder="transposed", filters=filters, latent_dim=latent, n_blocks=3,
                             epochs=cfg["max_epochs"], batch_size=cfg["batch"], lr=cfg["lr"],
                             patience=cfg["patience"], checkpoint_dir=folder, random_state=seed, device="cpu",
                             **params)
-                began = time.perf_counter()
                 model.fit(X_train, validation_data=(X_val,))
                 val = [h["val_loss"] for h in model.history_]
                 store.put(key, {"model": model_name, "filters": filters, "latent": latent,
                                 "epochs_run": len(model.history_), "best_epoch": int(np.argmin(val)) + 1,
-                                "val_curve": val, "seconds": time.perf_counter() - began,
+                                "val_curve": val, "kept_val_mse": model.reconstruction_error(X_val),
+                                # every epoch's time, those of an earlier session included (resumed checkpoint)
+                                "seconds": float(sum(h["seconds"] for h in model.history_)),
                                 "n_parameters": int(sum(p.numel() for m in (model.encoder_, model.decoder_)
                                                         for p in m.parameters())),
                                 "test_mse": model.reconstruction_error(X_test),
@@ -94,6 +95,13 @@ def compute(quick=False, seed=0, data_dir=None, cache=None, log=print, only_cach
             "data": data[0] if data else ("MNIST" if not quick else "digits or MNIST")}
 
 
+def _recent_change(curve, window: int = 5) -> str:
+    """Relative change of the validation MSE over the last ``window`` epochs (how far from flat a run stopped)."""
+    if len(curve) <= window:
+        return "—"
+    return f"{100.0 * (curve[-1] - curve[-1 - window]) / curve[-1 - window]:+.1f} %"
+
+
 def write_report(results, out_dir) -> Path:
     quick, seed, cfg, rows = results["quick"], results["seed"], results["cfg"], results["rows"]
     command = f"mixclust reproduce aevae-capacity{' --quick' if quick else ''} --seed {seed}"
@@ -102,8 +110,9 @@ def write_report(results, out_dir) -> Path:
     report.text(
         f"Data: {results['data']}, the training images less {cfg['n_val']:,} held out for the stopping rule; test MSE "
         f"per pixel on the test images. Network: encoder 3 x [Conv F 3x3, ReLU, MaxPool 2], dense to the latent; "
-        f"decoder dense, then 3 x [ConvTranspose 3x3 stride 2, ReLU] (`decoder=\"transposed\"`, the source's kind), "
-        f"sigmoid output started at the mean pixel. AE: MSE summed over pixels; VAE: BCE summed over pixels + KL "
+        f"decoder dense, then 3 x [ConvTranspose 3x3 stride 2, ReLU] (`decoder=\"transposed\"`, the source's kind) "
+        f"and a Conv 3x3 to the image, sigmoid output started at the mean pixel. AE: MSE summed over pixels; VAE: "
+        f"BCE summed over pixels + KL "
         f"(beta 1). Adam lr {cfg['lr']}, batch {cfg['batch']}, up to {cfg['max_epochs']} epochs, stopped after "
         f"{cfg['patience']} epochs without a lower validation MSE (best epoch kept). Seed {seed}, "
         f"{cfg['threads']} torch thread(s) on a 2-core machine shared with other jobs (seconds overstate a fit "
@@ -119,6 +128,7 @@ def write_report(results, out_dir) -> Path:
                    "reached": "yes" if r["test_mse"] <= PUBLISHED["mse"][0 if r["model"] == "AE" else 1] else "no",
                    "epochs (best)": f"{r['epochs_run']} ({r['best_epoch']})",
                    "stopped": "converged" if r["epochs_run"] < cfg["max_epochs"] else "epoch limit",
+                   "val MSE change, last 5 epochs": _recent_change(r["val_curve"]),
                    "s": f"{r['seconds']:.0f}"} for r in rows])
     for name, target in zip(("AE", "VAE"), PUBLISHED["mse"]):
         done = [r for r in rows if r["model"] == name]
@@ -146,9 +156,9 @@ def write_report(results, out_dir) -> Path:
     return report.write()
 
 
-def render(out_dir) -> Path:
+def render(out_dir, seed: int = 0) -> Path:
     """Write the report from the cache alone (while the study still runs)."""
-    results = compute(cache=Path(out_dir) / ".runs.pkl", only_cached=True)
+    results = compute(seed=seed, cache=Path(out_dir) / ".runs.pkl", cached_only=True)
     return write_report(results, out_dir)
 
 
