@@ -157,7 +157,7 @@ def _default_ari(name, k, seed, n=500):
 
 
 def test_default_recovers_moons_circles_blobs():
-    """One seed here (about 2 s of CPU per fit); the slow test sweeps seeds 0..9 at n = 1,000."""
+    """One seed here (a few seconds of CPU per fit); the slow test sweeps seeds 0..9 at n = 1,000."""
     assert _default_ari("moons", 2, 3, n=400) >= 0.95
     assert _default_ari("circles", 2, 3, n=400) >= 0.9
     assert _default_ari("blobs", 3, 3, n=400) >= 0.95

@@ -18,7 +18,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from mixclust import metrics
-from mixclust._deep import auto_batch_size, epochs_for_steps
+from mixclust._deep import epochs_for_steps
 from mixclust._registry import MODELS
 from mixclust.studies.suite import SETS
 
@@ -34,7 +34,9 @@ for set_name in sets:
     for override in variants:
         cls = MODELS[model_name]
         params = {cls._n_clusters_param: K, "random_state": 0}
-        batch = override.get("batch_size", auto_batch_size(len(X)))
+        resolved = cls(**params, **{k: v for k, v in override.items() if not k.endswith("_steps")})
+        resolved._resolve_budget(len(X))  # the model's own batch size for n (nnobj's differs from the others')
+        batch = resolved.batch_size_
         for key, value in override.items():
             if key.endswith("_steps"):
                 params[key[:-len("_steps")]] = epochs_for_steps(int(value), len(X), batch)

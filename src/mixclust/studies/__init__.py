@@ -65,7 +65,8 @@ def load_or_digits(name: str, split: str, quick: bool, data_dir=None):
     from .. import datasets  # here: the studies package is imported by the CLI before any data are needed
 
     try:
-        X, y = datasets.load(name, split=split, data_dir=data_dir, **({"download": False} if quick else {}))
+        no_download = {"download": False} if quick and name != "digits" else {}  # digits is bundled: no download
+        X, y = datasets.load(name, split=split, data_dir=data_dir, **no_download)
         return X, y, name
     except datasets.DataNotFoundError:
         if not quick:

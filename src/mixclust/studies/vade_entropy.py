@@ -68,7 +68,9 @@ QUICK = {"n_train": 1200, "n_test": 400, "n_val": 300, "seeds": 2, "etas": (0.0,
 def _load(name, quick, data_dir, n_train, n_test, seed):
     """Train/test split of ``name`` (no download in quick mode: CI falls back to scikit-learn's digits)."""
     Xtr, ytr, loaded = load_or_digits(name, "train", quick, data_dir)
-    Xte, yte, _ = load_or_digits(name, "test", quick, data_dir)
+    Xte, yte, loaded_test = load_or_digits(name, "test", quick, data_dir)
+    if loaded_test != loaded:  # one split on disk, the other not: both from the fallback, never a mixed pair
+        (Xtr, ytr, loaded), (Xte, yte, _) = (load_or_digits("digits", s, True) for s in ("train", "test"))
     name = loaded
     rng = np.random.default_rng(seed)  # one generator for both draws
     Xtr, ytr = subsample(Xtr, ytr, n_train, rng)
