@@ -2,6 +2,8 @@
 
 import pickle
 
+import numpy as np
+
 from mixclust.studies import aevae_capacity as study
 
 
@@ -38,3 +40,21 @@ def test_quick_grid_is_cached_converges_or_says_why_and_renders(tmp_path, monkey
 def test_render_lists_the_cells_still_to_run(tmp_path):
     text = study.render(tmp_path).read_text()
     assert "Not run yet" in text and "AE filters 64 latent 64" in text
+
+
+def test_train_and_test_come_from_the_same_source_when_one_split_is_missing(monkeypatch):
+    from mixclust import datasets
+    from mixclust.studies import load_train_test
+
+    real = datasets.load
+
+    def only_train(name, split="all", **kwargs):
+        if name == "mnist" and split == "test":
+            raise datasets.DataNotFoundError("mnist test split missing")
+        if name == "mnist":
+            return np.zeros((5, 1, 28, 28), np.float32), np.arange(5)
+        return real(name, split=split, **kwargs)
+
+    monkeypatch.setattr(datasets, "load", only_train)
+    X_train, _, X_test, _, loaded = load_train_test("mnist", quick=True)
+    assert loaded == "digits" and X_train.shape[1:] == X_test.shape[1:] == (1, 8, 8)

@@ -75,6 +75,18 @@ def load_or_digits(name: str, split: str, quick: bool, data_dir=None):
         return X, y, "digits"
 
 
+def load_train_test(name: str, quick: bool, data_dir=None):
+    """``(X_train, y_train, X_test, y_test, loaded)``: both splits of ``name`` by :func:`load_or_digits`, from the
+    same source: when one split falls back to digits and the other does not (one file missing), both come from
+    digits, never a mixed pair."""
+    X_train, y_train, loaded = load_or_digits(name, "train", quick, data_dir)
+    X_test, y_test, loaded_test = load_or_digits(name, "test", quick, data_dir)
+    if loaded_test != loaded:
+        X_train, y_train, loaded = load_or_digits("digits", "train", quick)
+        X_test, y_test, _ = load_or_digits("digits", "test", quick)
+    return X_train, y_train, X_test, y_test, loaded
+
+
 def subsample(X, y, n, seed):
     """A sorted random subset of ``n`` rows of X and y (all of them when ``n`` is None or not smaller).
 

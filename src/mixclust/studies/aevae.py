@@ -30,7 +30,7 @@ from sklearn.tree import DecisionTreeClassifier
 from .. import datasets, metrics, plotting
 from ..autoencoder import VAE, AEClustering, AutoEncoder, add_gaussian_noise
 from ..reports import Report, markdown_table
-from . import load_or_digits, subsample
+from . import load_train_test, subsample
 from . import threads as study_threads
 
 DESCRIPTION = ("Autoencoder vs variational autoencoder on MNIST (reconstruction, denoising, latent decision "
@@ -82,8 +82,7 @@ def _clip_history(history):
 # Part 1: conv AE vs conv VAE
 # ------------------------------------------------------------------------------------------------
 def compare_ae_vae(cfg, seed, data_dir, quick, log):
-    X_train, y_train, loaded = load_or_digits("mnist", "train", quick, data_dir)
-    X_test, y_test, _ = load_or_digits("mnist", "test", quick, data_dir)
+    X_train, y_train, X_test, y_test, loaded = load_train_test("mnist", quick, data_dir)
     res = {"dataset": "MNIST" if loaded == "mnist" else "digits (fallback: MNIST not found)"}
     X_train, y_train = subsample(X_train, y_train, cfg["n_train"], seed)
     X_test, y_test = subsample(X_test, y_test, cfg["n_test"], seed + 1)

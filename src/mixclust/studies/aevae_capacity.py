@@ -23,9 +23,9 @@ import numpy as np
 
 from ..autoencoder import VAE, AutoEncoder
 from ..reports import Report
-from . import RunCache, load_or_digits, run_cached, subsample
+from . import RunCache, load_train_test, run_cached, subsample
 from . import threads as study_threads
-from .aevae import PUBLISHED
+from .aevae import PUBLISHED, _n_params
 
 DESCRIPTION = ("AE and VAE with the source's transposed-convolution decoder, filters x latent size trained to "
                "convergence, against the published reconstruction MSE")
@@ -38,10 +38,9 @@ QUICK = {"filters": (4,), "latent": (4, 8), "n_val": 200, "n_train": 1000, "n_te
 
 
 def _load(quick, data_dir, cfg, seed):
-    X, y, loaded = load_or_digits("mnist", "train", quick, data_dir)
-    X_test, _, _ = load_or_digits("mnist", "test", quick, data_dir)
+    X, y, X_test, y_test, loaded = load_train_test("mnist", quick, data_dir)
     X, _ = subsample(X, y, cfg["n_train"], seed)
-    X_test, _ = subsample(X_test, np.zeros(len(X_test)), cfg["n_test"], seed + 1)
+    X_test, _ = subsample(X_test, y_test, cfg["n_test"], seed + 1)
     order = np.random.default_rng(seed + 2).permutation(len(X))
     val, train = np.sort(order[:cfg["n_val"]]), np.sort(order[cfg["n_val"]:])
     return ("MNIST" if loaded == "mnist" else "digits (MNIST not found)"), X[train], X[val], X_test
@@ -84,8 +83,7 @@ def compute(quick=False, seed=0, data_dir=None, cache=None, log=print, cached_on
                                 "val_curve": val, "kept_val_mse": model.reconstruction_error(X_val),
                                 # every epoch's time, those of an earlier session included (resumed checkpoint)
                                 "seconds": float(sum(h["seconds"] for h in model.history_)),
-                                "n_parameters": int(sum(p.numel() for m in (model.encoder_, model.decoder_)
-                                                        for p in m.parameters())),
+                                "n_parameters": _n_params(model),
                                 "test_mse": model.reconstruction_error(X_test),
                                 "train_mse": model.reconstruction_error(X_train)})
                 log(f"[aevae-capacity] {model_name} filters {filters} latent {latent}: test MSE "

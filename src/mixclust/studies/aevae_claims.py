@@ -30,7 +30,7 @@ from sklearn.metrics import silhouette_score
 
 from ..autoencoder import VAE, AutoEncoder
 from ..reports import Report, atomic_write_text, markdown_table
-from . import RunCache, load_or_digits, run_cached, subsample
+from . import RunCache, load_train_test, run_cached, subsample
 from . import threads as study_threads
 from .aevae import LATENT, NOISE_LEVELS, NOISE_LEVELS_QUICK, PUBLISHED, noisy_images
 
@@ -46,8 +46,7 @@ QUICK = {"n_train": 1500, "n_test": 400, "epochs": 3, "batch": 32, "lr": 1e-3, "
 
 
 def _load(quick, data_dir, cfg, seed):
-    X_train, y_train, loaded = load_or_digits("mnist", "train", quick, data_dir)
-    X_test, y_test, _ = load_or_digits("mnist", "test", quick, data_dir)
+    X_train, y_train, X_test, y_test, loaded = load_train_test("mnist", quick, data_dir)
     X_train, y_train = subsample(X_train, y_train, cfg["n_train"], seed)
     X_test, y_test = subsample(X_test, y_test, cfg["n_test"], seed + 1)
     return ("MNIST" if loaded == "mnist" else "digits (MNIST not found)"), X_train, y_train, X_test, y_test

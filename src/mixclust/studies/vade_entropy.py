@@ -27,7 +27,7 @@ from sklearn.manifold import TSNE
 from .. import metrics, plotting
 from ..reports import Report, atomic_write_text, markdown_table, mean_std
 from ..vade import COVARIANCE_TYPES, VaDE
-from . import RunCache, load_or_digits, run_cached, subsample
+from . import RunCache, load_train_test, run_cached, subsample
 from . import threads as study_threads
 
 DESCRIPTION = ("VaDE with entropy-regularised assignments on MNIST: the published eta sweep for three "
@@ -67,11 +67,7 @@ QUICK = {"n_train": 1200, "n_test": 400, "n_val": 300, "seeds": 2, "etas": (0.0,
 
 def _load(name, quick, data_dir, n_train, n_test, seed):
     """Train/test split of ``name`` (no download in quick mode: CI falls back to scikit-learn's digits)."""
-    Xtr, ytr, loaded = load_or_digits(name, "train", quick, data_dir)
-    Xte, yte, loaded_test = load_or_digits(name, "test", quick, data_dir)
-    if loaded_test != loaded:  # one split on disk, the other not: both from the fallback, never a mixed pair
-        (Xtr, ytr, loaded), (Xte, yte, _) = (load_or_digits("digits", s, True) for s in ("train", "test"))
-    name = loaded
+    Xtr, ytr, Xte, yte, name = load_train_test(name, quick, data_dir)
     rng = np.random.default_rng(seed)  # one generator for both draws
     Xtr, ytr = subsample(Xtr, ytr, n_train, rng)
     Xte, yte = subsample(Xte, yte, n_test, rng)
