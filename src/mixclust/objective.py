@@ -265,7 +265,8 @@ class ObjectiveClustering(DeepEstimator):
         relu for the graph objectives.
     epochs : int or "auto", default="auto"
         ``"auto"``: the fewest epochs that make :data:`AUTO_STEPS` (1,000) optimiser steps at the resolved
-        batch size (``epochs_``): 1,000 full-batch epochs up to 1,024 samples, 15 epochs on 70,000.
+        batch size (``epochs_``): 1,000 full-batch epochs up to 1,024 samples, 15 epochs on 70,000. With
+        ``batch_size=None`` every step is a full batch, so ``"auto"`` means 1,000 epochs whatever n.
     batch_size : int, "auto" or None, default="auto"
         Anchor points per step; None trains on the whole data set at once (full batch, as the notes).
         ``"auto"``: the whole data set up to :data:`AUTO_ANCHORS` (1,024) samples, beyond it the fewest
@@ -570,8 +571,8 @@ class ObjectiveClustering(DeepEstimator):
 
         ``init_samples`` points drawn at random are clustered by scikit-learn's SpectralClustering
         (k-NN affinity with ``n_neighbors_``); the network is then fitted to those labels by
-        cross-entropy for ``init_epochs`` epochs (the Trainer, stage ``...-init``). Memory and time
-        depend on ``init_samples`` only, not on n.
+        cross-entropy for ``init_epochs`` epochs (the Trainer, stage ``...-init``) in batches of the resolved
+        ``batch_size_`` (at most ``init_samples``). Memory and time depend on ``init_samples`` only, not on n.
         """
         from sklearn.cluster import SpectralClustering
 
