@@ -277,6 +277,95 @@ def test_manifold_partition_separates_curved_clusters_and_weighted_gaussians_is_
         np.testing.assert_allclose(covariances[k], np.cov(X[y == k].T, bias=True), rtol=1e-9, atol=1e-12)
 
 
+def _fake_umap_gmm(stable_k, n=120, K=3, degenerate_k=None, also_stable_k=None):
+    """A stand-in for ``_deep._umap_gmm``: one-hot partitions, seed-independent for ``stable_k`` (the data's
+    partition) and ``also_stable_k`` (another one), constant (everything in one cluster) for ``degenerate_k``,
+    drawn from the seed for any other k."""
+    truth = np.arange(n) % K
+
+    def fake(codes, n_clusters, n_neighbors, seed):
+        fake.calls.append((n_neighbors, seed))
+        if n_neighbors == degenerate_k:
+            labels = np.zeros(n, dtype=int)
+        elif n_neighbors == stable_k:
+            labels = truth
+        elif n_neighbors == also_stable_k:
+            labels = (np.arange(n) // (n // K)) % K
+        else:
+            labels = np.random.default_rng(1000 * n_neighbors + seed).integers(0, K, n)
+        return np.eye(n_clusters)[labels] * 0.9 + 0.1 / n_clusters
+
+    fake.calls = []
+    return fake
+
+
+def test_manifold_partition_auto_picks_the_most_stable_neighbourhood(monkeypatch):
+    from mixclust import _deep
+
+    fake = _fake_umap_gmm(stable_k=5)
+    monkeypatch.setattr(_deep, "_umap_gmm", fake)
+    resp = _deep.manifold_partition(np.zeros((120, 2)), 3, seed=7)
+    np.testing.assert_array_equal(resp.argmax(1), np.arange(120) % 3)
+    # every candidate with the seeds seed, seed + 1, ...: the choice costs candidates x seeds embeddings
+    assert sorted(fake.calls) == sorted((k, 7 + r) for k in _deep.MANIFOLD_NEIGHBOR_CANDIDATES
+                                        for r in range(_deep.MANIFOLD_STABILITY_SEEDS))
+
+
+def test_manifold_partition_auto_sets_a_stable_degenerate_partition_aside(monkeypatch):
+    from mixclust import _deep
+
+    # k = 20 puts everything in one cluster whatever the seed (ARI 1 between its runs); k = 10 and k = 5 are as
+    # stable, with different partitions: the tie goes to the larger neighbourhood, 10
+    monkeypatch.setattr(_deep, "_umap_gmm", _fake_umap_gmm(stable_k=10, degenerate_k=20, also_stable_k=5))
+    resp = _deep.manifold_partition(np.zeros((120, 2)), 3, seed=0)
+    np.testing.assert_array_equal(resp.argmax(1), np.arange(120) % 3)
+
+
+def test_manifold_partition_auto_returns_the_medoid_run_of_the_chosen_neighbourhood(monkeypatch):
+    from mixclust import _deep
+
+    truth = np.arange(120) % 3
+    odd = truth.copy()
+    odd[:30] = (odd[:30] + 1) % 3  # the run of seed + 1 differs from the two others
+
+    def fake(codes, n_clusters, n_neighbors, seed):
+        labels = odd if seed == 1 else truth
+        return np.eye(n_clusters)[labels]
+
+    monkeypatch.setattr(_deep, "_umap_gmm", fake)
+    monkeypatch.setattr(_deep, "MANIFOLD_NEIGHBOR_CANDIDATES", (20,))
+    np.testing.assert_array_equal(_deep.manifold_partition(np.zeros((120, 2)), 3, seed=1).argmax(1), truth)
+
+
+def test_manifold_partition_keeps_one_neighbourhood_on_large_data_or_when_given(monkeypatch):
+    from mixclust import _deep
+
+    fake = _fake_umap_gmm(stable_k=5)
+    monkeypatch.setattr(_deep, "_umap_gmm", fake)
+    monkeypatch.setattr(_deep, "MANIFOLD_SELECT_MAX_SAMPLES", 100)
+    _deep.manifold_partition(np.zeros((120, 2)), 3, seed=3)
+    assert fake.calls == [(_deep.MANIFOLD_NEIGHBORS, 3)]  # one embedding, as before the choice existed
+    fake.calls.clear()
+    _deep.manifold_partition(np.zeros((120, 2)), 3, seed=3, n_neighbors=10)
+    assert fake.calls == [(10, 3)]
+
+
+def test_manifold_partition_auto_finds_rings_that_a_wide_neighbourhood_bridges():
+    from mixclust._deep import manifold_partition
+    from mixclust.metrics import external_metrics
+
+    # 6 closed rings of 40 points (orbits, like the views of a turning object), centres close enough that
+    # 20 neighbours reach across rings; small neighbourhoods keep each ring one component
+    t = np.linspace(0, 2 * np.pi, 40, endpoint=False)
+    ring = np.c_[np.cos(t), np.sin(t)]
+    centres = np.array([[0, 0], [2.3, 0], [4.6, 0], [0, 2.3], [2.3, 2.3], [4.6, 2.3]])
+    X = np.concatenate([ring + c for c in centres])
+    y = np.repeat(np.arange(6), 40)
+    auto = external_metrics(y, manifold_partition(X, 6, seed=0).argmax(1))["nmi"]
+    wide = external_metrics(y, manifold_partition(X, 6, seed=0, n_neighbors=20).argmax(1))["nmi"]
+    assert auto > 0.95 > wide  # measured: 1.000 against 0.647
+
+
 def test_neighbour_responsibilities_average_the_nearest_reference_rows():
     from mixclust._deep import neighbour_responsibilities
 
