@@ -128,3 +128,19 @@ def test_overrides_are_literal_keyword_values_and_unknown_names_are_refused():
                               override="partiton='prior'", render=False, report=False, readme=None, data_dir=None)
     with pytest.raises(ValueError, match="partiton is not a parameter of vade"):
         suite.run_from_args(args)
+
+
+def test_carry_over_rekeys_only_the_named_sets_runs_of_the_old_version(tmp_path, monkeypatch):
+    from mixclust.studies import RunCache
+
+    monkeypatch.setitem(suite.MODEL_VERSIONS, "vade", 9)
+    for set_name in ("mnist", "digits"):
+        cache = RunCache(tmp_path / f"{set_name}--vade.pkl")
+        cache.put((set_name, "flat", "vade", 0, "params", 8), {"nmi": 0.5})
+        cache.put((set_name, "flat", "vade", 1, "params", 7), {"nmi": 0.4})
+    assert suite.carry_over(tmp_path, "vade", 8, sets=("mnist",)) == 1
+    mnist, digits = RunCache(tmp_path / "mnist--vade.pkl"), RunCache(tmp_path / "digits--vade.pkl")
+    assert mnist[("mnist", "flat", "vade", 0, "params", 9)] == {"nmi": 0.5}
+    assert ("mnist", "flat", "vade", 1, "params", 9) not in mnist  # another old version stays where it was
+    assert ("digits", "flat", "vade", 0, "params", 9) not in digits
+    assert suite.carry_over(tmp_path, "vade", 8, sets=("mnist",)) == 0  # idempotent
