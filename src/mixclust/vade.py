@@ -273,8 +273,8 @@ class VaDE(DeepEstimator):
         network of the latest healthy epoch (:class:`mixclust._deep.DegeneracyGuard`; ``degeneracy_guard_``
         says what was done). Measured (reports/suite, with the former 20 UMAP neighbours at any n): on the
         20-object rotation set stage 3 emptied clusters from its first epoch on, and the guard kept the
-        manifold start (NMI 0.793, K-means 0.662) where the restarts would have spent two more full runs. ``False`` leaves training as it ends (to reproduce a
-        source's protocol; the restarts still apply).
+        manifold start (NMI 0.793, K-means 0.662) where the restarts would have spent two more full runs.
+        ``False`` leaves training as it ends (to reproduce a source's protocol; the restarts still apply).
     n_init : int or "auto", default="auto"
         Runs from different seeds; the kept run has the lowest objective (the negative ELBO at
         :math:`z = \mu(x)`, with the decoder's normaliser) among the runs
