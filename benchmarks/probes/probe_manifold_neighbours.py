@@ -5,9 +5,10 @@
 Fits VaDE with the defaults it had before ``n_neighbors="auto"`` (UMAP with 20 neighbours everywhere; seed 0,
 one thread) once per suite set and caches its latent means in CACHE_DIR (default /tmp/mixclust_probe_codes).
 Then, for each neighbourhood k of ``MANIFOLD_NEIGHBOR_CANDIDATES``, partitions the codes with the seeds 0, 1, 2
-and prints one JSON line: each k's NMI per seed (the labels only score) and its stability (mean pairwise ARI
-of the three partitions, what ``n_neighbors="auto"`` maximises), the k that auto picks, and the NMI of the
-partition ``manifold_partition(codes, K, 0)`` returns.
+(``_deep.neighbourhood_runs``) and prints one JSON line: each k's NMI per seed (the labels only score) and its
+stability (mean pairwise ARI of the three partitions, what ``n_neighbors="auto"`` maximises), the k that auto
+picks from these runs (``_deep.choose_neighbourhood``, the rule of ``manifold_partition(codes, K, 0)``) and the
+NMI of the partition it returns.
 """
 import json
 import os
@@ -23,7 +24,6 @@ from mixclust.vade import VaDE
 
 torch.set_num_threads(1)
 warnings.filterwarnings("ignore")
-SEEDS = (0, 1, 2)
 
 
 def former_vade_codes(name: str, cache: str):
@@ -45,8 +45,6 @@ def former_vade_codes(name: str, cache: str):
 
 
 def main(name: str, cache: str) -> dict:
-    from sklearn.metrics import adjusted_rand_score
-
     K = SETS[name].k
     codes, y, fitted_nmi = former_vade_codes(name, cache)
 
@@ -54,13 +52,12 @@ def main(name: str, cache: str) -> dict:
         return round(metrics.external_metrics(y, resp.argmax(1))["nmi"], 3)
 
     out = {"set": name, "n": len(codes), "K": K, "former_vade_nmi": round(fitted_nmi, 3)}
-    for k in _deep.MANIFOLD_NEIGHBOR_CANDIDATES:
-        runs = [_deep.manifold_partition(codes, K, seed, n_neighbors=k) for seed in SEEDS]
-        pairs = [adjusted_rand_score(a.argmax(1), b.argmax(1)) for i, a in enumerate(runs) for b in runs[i + 1:]]
-        out[f"k{k}"] = {"nmi": [nmi(r) for r in runs], "stability": round(float(np.mean(pairs)), 3)}
-    out["auto_picks"] = max(sorted(_deep.MANIFOLD_NEIGHBOR_CANDIDATES, reverse=True),
-                            key=lambda k: out[f"k{k}"]["stability"])
-    out["auto_nmi"] = nmi(_deep.manifold_partition(codes, K, 0))
+    # seed 0: the runs of seeds 0, 1, 2 for each k, those manifold_partition(codes, K, 0) chooses among
+    candidates = {k: _deep.neighbourhood_runs(codes, K, k, 0) for k in _deep.MANIFOLD_NEIGHBOR_CANDIDATES}
+    for k, (runs, ari) in candidates.items():
+        out[f"k{k}"] = {"nmi": [nmi(r) for r in runs], "stability": round(_deep.neighbourhood_stability(ari), 3)}
+    out["auto_picks"], chosen = _deep.choose_neighbourhood(candidates, K)
+    out["auto_nmi"] = nmi(chosen)
     return out
 
 

@@ -302,24 +302,42 @@ def manifold_partition(codes: np.ndarray, n_clusters: int, seed: int, n_neighbor
         n_neighbors = MANIFOLD_NEIGHBORS
     if n_neighbors != "auto":
         return _umap_gmm(codes, n_clusters, int(n_neighbors), seed)
+    candidates = {k: neighbourhood_runs(codes, n_clusters, k, seed) for k in MANIFOLD_NEIGHBOR_CANDIDATES}
+    return choose_neighbourhood(candidates, n_clusters)[1]
+
+
+def neighbourhood_runs(codes: np.ndarray, n_clusters: int, n_neighbors: int, seed: int):
+    """The :data:`MANIFOLD_STABILITY_SEEDS` partitions (R arrays (n, K)) with ``n_neighbors``, seeds ``seed``,
+    ``seed + 1``, ..., and the (R, R) adjusted Rand indices between their hard labels (1 on the diagonal)."""
     from sklearn.metrics import adjusted_rand_score
 
+    runs = [_umap_gmm(codes, n_clusters, n_neighbors, (seed + r) % 2**32) for r in range(MANIFOLD_STABILITY_SEEDS)]
+    labels = [resp.argmax(1) for resp in runs]
+    ari = np.eye(len(runs))
+    for r, s in itertools.combinations(range(len(runs)), 2):
+        ari[r, s] = ari[s, r] = adjusted_rand_score(labels[r], labels[s])
+    return runs, ari
+
+
+def neighbourhood_stability(ari: np.ndarray) -> float:
+    """:math:`S(k)` of :func:`manifold_partition`: the mean ARI over the pairs of runs."""
+    return float(ari[np.triu_indices(len(ari), 1)].mean())
+
+
+def choose_neighbourhood(candidates: dict, n_clusters: int) -> tuple[int, np.ndarray]:
+    """The rule of ``n_neighbors="auto"`` over ``{k: neighbourhood_runs(...)}``: the most stable k among those
+    whose medoid run :func:`mixclust.metrics.degeneracy` does not flag (all, if it flags every one), ties to the
+    larger k; returns k and its medoid run (the highest summed ARI to the others)."""
     from .metrics import degeneracy
 
     best = None
-    for k in sorted(MANIFOLD_NEIGHBOR_CANDIDATES, reverse=True):  # ties go to the larger neighbourhood
-        runs = [_umap_gmm(codes, n_clusters, k, (seed + r) % 2**32) for r in range(MANIFOLD_STABILITY_SEEDS)]
-        labels = [resp.argmax(1) for resp in runs]
-        ari = np.eye(len(runs))
-        for r, s in itertools.combinations(range(len(runs)), 2):
-            ari[r, s] = ari[s, r] = adjusted_rand_score(labels[r], labels[s])
-        medoid = int(np.argmax(ari.sum(1)))
-        stability = float(ari[np.triu_indices(len(runs), 1)].mean())
-        flagged = degeneracy(labels[medoid], n_clusters, runs[medoid]) is not None
-        candidate = (not flagged, stability, runs[medoid])
-        if best is None or candidate[:2] > best[:2]:
-            best = candidate
-    return best[2]
+    for k in sorted(candidates, reverse=True):  # ties go to the larger neighbourhood
+        runs, ari = candidates[k]
+        medoid = runs[int(np.argmax(ari.sum(1)))]
+        score = (degeneracy(medoid.argmax(1), n_clusters, medoid) is None, neighbourhood_stability(ari))
+        if best is None or score > best[0]:
+            best = (score, k, medoid)
+    return best[1], best[2]
 
 
 def _umap_gmm(codes: np.ndarray, n_clusters: int, n_neighbors: int, seed: int) -> np.ndarray:
