@@ -144,3 +144,15 @@ def test_carry_over_rekeys_only_the_named_sets_runs_of_the_old_version(tmp_path,
     assert ("mnist", "flat", "vade", 1, "params", 9) not in mnist  # another old version stays where it was
     assert ("digits", "flat", "vade", 0, "params", 9) not in digits
     assert suite.carry_over(tmp_path, "vade", 8, sets=("mnist",)) == 0  # idempotent
+
+
+def test_a_slow_runs_further_seeds_run_only_when_asked_alone_and_the_report_shows_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(suite, "MULTI_SEED_SECONDS", -1.0)  # every run counts as slow
+    logged = []
+    rows = suite.compute(["iris"], ["gmm"], None, tmp_path / ".runs", log=logged.append, seeds=(0, 1, 2))
+    assert [r["seed"] for r in rows] == [0] and len(logged) == 1
+    rows = suite.compute(["iris"], ["gmm"], None, tmp_path / ".runs", log=logged.append, seeds=(2,))
+    assert [r["seed"] for r in rows] == [2] and len(logged) == 2
+    shown = suite.compute(["iris"], ["gmm"], None, tmp_path / ".runs", seeds=(0, 1, 2), cached_only=True)
+    assert [r["seed"] for r in shown] == [0, 2]  # seed 1 was never run; nothing is run to render
+    assert suite._summary(shown)[0]["seeds"] == 2
