@@ -35,6 +35,7 @@ def test_every_registered_clusterer_is_in_the_suite():
 def test_an_mlp_fit_on_images_is_the_fit_on_flattened_pixels():
     # what lets the suite reuse the flat run for the images form of a model with arch="auto"
     import numpy as np
+    import torch
 
     from mixclust import AEClustering, MoA, VaDE
 
@@ -45,9 +46,13 @@ def test_an_mlp_fit_on_images_is_the_fit_on_flattened_pixels():
                   MoA(3, pretrain_epochs=1, router_epochs=1, epochs=1, **small)):
         on_images = model.fit(images).predict_proba(images)
         on_flat = model.fit(images.reshape(60, -1)).predict_proba(images.reshape(60, -1))
-        # MoA's router is convolutional on images, so only the others may reuse the flat run
-        assert suite.flattens_images(model) == (not isinstance(model, MoA))
-        assert np.array_equal(on_images, on_flat) == suite.flattens_images(model)
+        assert suite.flattens_images(model)
+        assert np.array_equal(on_images, on_flat)
+    # SPEC §1's convolutional router and experts come with arch="conv" only
+    conv = MoA(3, arch="conv", filters=2, n_blocks=1, pretrain_epochs=1, router_epochs=1, epochs=1, batch_size=16,
+               random_state=0, n_init=1, latent_dim=2).fit(images)
+    assert not suite.flattens_images(conv)
+    assert any(isinstance(m, torch.nn.Conv2d) for m in conv.network_.router.modules())
 
 
 def test_nmi_table_shows_both_forms_only_where_the_fits_differ_and_the_readme_block_is_replaced(tmp_path):
@@ -156,3 +161,13 @@ def test_a_slow_runs_further_seeds_run_only_when_asked_alone_and_the_report_show
     shown = suite.compute(["iris"], ["gmm"], None, tmp_path / ".runs", seeds=(0, 1, 2), cached_only=True)
     assert [r["seed"] for r in shown] == [0, 2]  # seed 1 was never run; nothing is run to render
     assert suite._summary(shown)[0]["seeds"] == 2
+
+
+def test_two_jobs_writing_one_cache_file_keep_each_others_runs(tmp_path):
+    from mixclust.studies import RunCache
+
+    first, second = RunCache(tmp_path / "digits--moa.pkl"), RunCache(tmp_path / "digits--moa.pkl")
+    first.put(("seed", 1), {"nmi": 0.8})
+    second.put(("seed", 2), {"nmi": 0.7})  # read the file before the first job wrote to it
+    first.put(("seed", 1, "images"), {"nmi": 0.6})
+    assert set(RunCache(tmp_path / "digits--moa.pkl").runs) == {("seed", 1), ("seed", 2), ("seed", 1, "images")}

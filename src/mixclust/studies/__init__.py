@@ -7,6 +7,7 @@ study only adds a module and a line to ``STUDIES``.
 
 from __future__ import annotations
 
+import fcntl
 import importlib
 import os
 import pickle
@@ -120,10 +121,17 @@ class RunCache:
         self.runs[key] = value
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            with open(tmp, "wb") as handle:
-                pickle.dump(self.runs, handle)
-            os.replace(tmp, self.path)
+            # Two jobs may share a file (the same model, other seeds): under a lock, merge what the other wrote
+            # since this one read the file, so neither job's runs are lost.
+            with open(self.path.with_name(self.path.name + ".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if self.path.exists():
+                    with open(self.path, "rb") as handle:
+                        self.runs = {**pickle.load(handle), **self.runs}
+                tmp = self.path.with_name(self.path.name + ".tmp")
+                with open(tmp, "wb") as handle:
+                    pickle.dump(self.runs, handle)
+                os.replace(tmp, self.path)
 
 
 def run_cached(compute, write_report, out_dir, quick: bool, seed: int, data_dir, cache) -> tuple[Path, dict]:
