@@ -410,8 +410,6 @@ class DeepEstimator(MixclustEstimator):
     ``arch_`` (the resolved architecture), ``n_features_in_``.
     """
 
-    #: True when a part of the network is convolutional on images whatever ``arch`` (MoA's router).
-    _convolutional_parts = False
     #: ``"auto"`` budgets: parameter -> (min_epochs, min_steps) of :func:`auto_epochs`.
     _auto_epochs: dict[str, tuple[int, int]] = {}
 

@@ -182,7 +182,7 @@ def flattens_images(model) -> bool:
     """True when the model runs an MLP on images (``arch="auto"`` or ``"mlp"``): its fit on (n, C, H, W) is then
     the very computation of its fit on the flattened pixels, so the suite reuses that run for the images form
     (MoA's router follows ``arch`` too)."""
-    return getattr(model, "arch", None) in ("auto", "mlp") and not getattr(model, "_convolutional_parts", False)
+    return getattr(model, "arch", None) in ("auto", "mlp")
 
 
 #: Parameters added after runs were cached, whose default is the computation those runs made: at that value
