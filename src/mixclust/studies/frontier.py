@@ -159,11 +159,11 @@ def compute(quick: bool = False, seed: int = 0, data_dir=None, cache=None, log=p
     runs = RunCache(cache)
     rows, missing, loaded = [], [], {}
     # deep training on every thread (an idle 2-core machine is what the 20-minute target is stated for)
-    # seed-major, then VaDE (about 15 minutes a fit) before the route (about an hour), then protocol: an
-    # interrupted study has the frontier model on every set and protocol at seed 0 first
+    # VaDE (about 15 minutes a fit) on every seed before the route (about an hour a fit), then seed, then
+    # protocol: an interrupted study has the frontier model's seed spread on every set and protocol first
     with study_threads(1 if quick else 2):
-        for s in range(seed, seed + cfg["seeds"]):
-            for part in ("vade", "route"):
+        for part in ("vade", "route"):
+            for s in range(seed, seed + cfg["seeds"]):
                 for protocol in cfg["protocols"]:
                     for name in cfg["sets"]:
                         key = (name, protocol, s, part)
