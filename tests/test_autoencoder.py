@@ -381,7 +381,7 @@ def test_bad_input_is_a_clear_error(fitted_ae):
     with pytest.raises(ValueError, match="arch='conv' needs images"):
         AutoEncoder(arch="conv", epochs=1, **TINY).fit(X.reshape(16, -1))
     with pytest.raises(ValueError, match="loss='bce' needs data in"):
-        AutoEncoder(loss="bce", epochs=1, **TINY).fit(X * 2)
+        AutoEncoder(loss="bce", epochs=1, **TINY).fit(X * 2 - 1)  # negative: not rescaled
     with pytest.raises(ValueError, match="too small"):
         AutoEncoder(arch="conv", n_blocks=4, epochs=1, **TINY).fit(X)
     with pytest.raises(ValueError, match="fitted on samples of shape"):

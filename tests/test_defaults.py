@@ -471,3 +471,59 @@ def test_manifold_embedding_is_unchanged_by_the_fast_distances():
     with _deep._fast_small_data_distances():
         fast = embed()
     np.testing.assert_array_equal(fast, plain)
+
+
+# -- the data's units: intensities in other units train as their [0, 1] version ---------------------------
+def _intensity_images(n=120, seed=0):
+    """8-bit-like images (n, 1, 6, 6): three bright-square positions, whole numbers 0..255 (255 present)."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = rng.integers(0, 60, size=(n, 1, 6, 6)).astype(np.float32)
+    for k in range(3):
+        X[y == k, 0, 2 * k:2 * k + 2, 1:5] = 255.0
+    return X, y
+
+
+@pytest.mark.parametrize("make", [
+    lambda: AEClustering(3, latent_dim=2, hidden=(16,), epochs=3, clusterer="gmm", random_state=0, device="cpu"),
+    lambda: VaDE(3, latent_dim=2, hidden=(16,), pretrain_epochs=2, epochs=2, init="kmeans", partition="prior",
+                 random_state=0, device="cpu"),
+    lambda: MoA(3, n_init=1, init="kmeans", latent_dim=2, hidden=(16,), router_hidden=(8,), batch_size=16,
+                pretrain_epochs=2, router_epochs=2, epochs=2, random_state=0, device="cpu"),
+], ids=["aekm", "vade", "moa"])
+def test_intensities_in_other_units_train_as_their_unit_version(make):
+    X255, _ = _intensity_images()
+    X01 = X255 / np.float32(255)  # the division the model makes, so both fits see the same numbers
+    unit, scaled = make().fit(X01), make().fit(X255)
+    assert unit.input_scale_ == 1.0 and scaled.input_scale_ == 255.0
+    np.testing.assert_array_equal(scaled.predict(X255), unit.predict(X01))
+    np.testing.assert_allclose(scaled.predict_proba(X255), unit.predict_proba(X01), rtol=1e-6, atol=1e-9)
+
+
+def test_outputs_in_data_space_come_back_in_the_data_units(tmp_path):
+    X255, _ = _intensity_images()
+    X01 = X255 / np.float32(255)
+    unit = AutoEncoder(latent_dim=2, hidden=(16,), epochs=2, random_state=0, device="cpu").fit(X01)
+    scaled = AutoEncoder(latent_dim=2, hidden=(16,), epochs=2, random_state=0, device="cpu").fit(X255)
+    np.testing.assert_allclose(scaled.reconstruct(X255), 255 * unit.reconstruct(X01), rtol=1e-5)
+    assert scaled.reconstruction_error(X255) == pytest.approx(255 ** 2 * unit.reconstruction_error(X01), rel=1e-5)
+    np.testing.assert_allclose(scaled.transform(X255), unit.transform(X01), rtol=1e-6)
+    scaled.save(tmp_path / "ae.pt")
+    np.testing.assert_allclose(mixclust.load(tmp_path / "ae.pt").reconstruct(X255), scaled.reconstruct(X255))
+    vade = VaDE(3, latent_dim=2, hidden=(16,), pretrain_epochs=2, epochs=1, init="kmeans", partition="prior",
+                random_state=0, device="cpu").fit(X255)
+    assert vade.prototypes().max() > 1.0  # decoded in 0..255, not in [0, 1]
+
+
+def test_data_with_negative_values_are_used_as_given():
+    X, _ = make_blobs(150, centers=3, n_features=4, random_state=0)  # standardised-like, with negatives
+    model = AEClustering(3, latent_dim=2, hidden=(16,), epochs=2, clusterer="gmm", random_state=0, device="cpu").fit(X)
+    assert model.autoencoder_.input_scale_ == 1.0
+    assert AutoEncoder(latent_dim=2, hidden=(16,), epochs=1, device="cpu").fit(X[:, :2] ** 2 / 1e3).input_scale_ == 1.0
+
+
+def test_a_diverging_fit_on_large_features_names_their_range():
+    X, _ = make_blobs(150, centers=3, n_features=4, random_state=0)
+    with pytest.raises(FloatingPointError, match=r"range from -?[\d.e+]+ to [\d.e+]+.*standardise the features"):
+        VaDE(3, latent_dim=2, hidden=(16,), pretrain_epochs=1, epochs=1, init="kmeans", partition="prior",
+             lr=10.0, random_state=0, device="cpu").fit(X * 1e4)

@@ -148,6 +148,10 @@ def _shared_seed(seed: int) -> int:
     return int(distributed.broadcast(tensor).item())
 
 
+#: Inputs beyond +-LARGE_INPUT (after ``input_scale_``) are named as the likely cause when training diverges.
+LARGE_INPUT = 50.0
+
+
 def keeps_global_rng(method):
     """Decorator of the public fitting methods of deep models: one seed per call (see ``_seed_value``), and
     torch's and NumPy's global generators left as the caller had them (fitting seeds them internally)."""
@@ -164,6 +168,14 @@ def keeps_global_rng(method):
         try:
             with torch.random.fork_rng(devices=devices):
                 return method(self, *args, **kwargs)
+        except FloatingPointError as error:
+            low, high = getattr(self, "_input_range", (0.0, 1.0))
+            if max(abs(low), abs(high)) <= LARGE_INPUT:
+                raise
+            raise FloatingPointError(
+                f"{error}. The data range from {low:.4g} to {high:.4g}: the networks train on values of about unit "
+                "size, so standardise the features (scikit-learn's StandardScaler, or --scale standard on the "
+                "command line)") from error
         finally:
             np.random.set_state(numpy_state)
             self._drawn_seed = None
@@ -407,7 +419,7 @@ class DeepEstimator(MixclustEstimator):
     """Shared machinery; subclasses define ``_build_modules`` and their losses.
 
     Fitted attributes set here: ``input_shape_`` (shape of one sample),
-    ``arch_`` (the resolved architecture), ``n_features_in_``.
+    ``arch_`` (the resolved architecture), ``n_features_in_``, ``input_scale_`` (see :meth:`_validate_input`).
     """
 
     #: ``"auto"`` budgets: parameter -> (min_epochs, min_steps) of :func:`auto_epochs`.
@@ -509,7 +521,16 @@ class DeepEstimator(MixclustEstimator):
 
     def _validate_input(self, X, reset: bool, min_samples: int = 2) -> np.ndarray:
         """Check X and, at fit (``reset``), record the sample shape; later calls must match it. A pandas
-        DataFrame's column names are kept as ``feature_names_in_`` and checked later, as scikit-learn does."""
+        DataFrame's column names are kept as ``feature_names_in_`` and checked later, as scikit-learn does.
+
+        Intensities in other units train as their [0, 1] version: when the training data are non-negative
+        with a maximum m above 1 (8-bit pixels 0..255, scikit-learn's digits 0..16, counts), every input is
+        divided by ``input_scale_`` = m (else ``input_scale_`` = 1 and X is used as given), and outputs in
+        data space (reconstructions, prototypes, samples) are multiplied back. Why: the networks, the sigmoid
+        output and VaDE's prior bounds assume values of about unit size; on digits x 255, VaDE's encoder
+        log-variances reached +-90 and its loss became NaN at the first step, where on digits in [0, 1] it
+        scores NMI 0.886 (benchmarks/probes/probe_input_units.py). Data with negative values (standardised
+        tables, [-1, 1] images) are used as given."""
         _check_feature_names(self, X, reset=reset)
         X = as_float_array(X, min_samples=min_samples if reset else 1)
         if X.ndim == 3:
@@ -518,6 +539,10 @@ class DeepEstimator(MixclustEstimator):
             raise ValueError(f"X must be 2-D (n_samples, n_features) or 4-D images (n, C, H, W), "
                              f"got shape {X.shape}")
         if reset:
+            low, high = float(X.min()), float(X.max())
+            self._input_range = (low, high)  # named in the error if training then diverges
+            self.input_scale_ = high if low >= 0.0 and high > 1.0 else 1.0
+            X = self._to_unit_scale(X)
             self._data_fingerprint = data_fingerprint(X)
             self.input_shape_ = tuple(int(s) for s in X.shape[1:])
             self.n_features_in_ = int(np.prod(self.input_shape_))
@@ -540,7 +565,18 @@ class DeepEstimator(MixclustEstimator):
                 else:
                     raise ValueError(f"X has samples of shape {tuple(X.shape[1:])}, but the model was fitted "
                                      f"on samples of shape {self.input_shape_}")
+            X = self._to_unit_scale(X)
         return X
+
+    def _to_unit_scale(self, X: np.ndarray) -> np.ndarray:
+        """Inputs divided by ``input_scale_`` (models saved before it existed: 1)."""
+        scale = getattr(self, "input_scale_", 1.0)
+        return X if scale == 1.0 else (X / np.float32(scale)).astype(X.dtype, copy=False)
+
+    def _to_data_units(self, output: np.ndarray, power: int = 1) -> np.ndarray:
+        """Outputs in data space (``power`` 1: reconstructions; 2: squared errors) back in the data's units."""
+        scale = getattr(self, "input_scale_", 1.0)
+        return output if scale == 1.0 else output * np.asarray(scale, dtype=output.dtype) ** power
 
     def _validation_pair(self, validation_data, check_X=None):
         """``(X_val, y_val)`` checked against the fitted input shape (or by ``check_X``), or None.

@@ -364,12 +364,12 @@ class AutoEncoder(DeepEstimator):
         if Z.ndim != 2 or Z.shape[1] != self.latent_dim:
             raise ValueError(f"Z must have shape (n, {self.latent_dim}) (the latent size), got {Z.shape}")
         self.decoder_.eval()
-        return self._cat(self._batched(self.decoder_, Z))
+        return self._to_data_units(self._cat(self._batched(self.decoder_, Z)))
 
     def reconstruct(self, X) -> np.ndarray:
         """decoder(encoder mean(X)), in X's (fitted) shape."""
         X = self._inference_input(X)
-        return self._cat(self._batched(self._reconstruct, X))
+        return self._to_data_units(self._cat(self._batched(self._reconstruct, X)))
 
     def denoise(self, X_noisy) -> np.ndarray:
         """Reconstruction of a corrupted input (see :func:`add_gaussian_noise`); compare with the clean X."""
@@ -386,7 +386,7 @@ class AutoEncoder(DeepEstimator):
             if target.shape != X.shape:
                 raise ValueError(f"target has shape {target.shape}, X has shape {X.shape}")
         with torch.no_grad():
-            return self._mse_per_pixel(X, target)
+            return float(self._to_data_units(np.float64(self._mse_per_pixel(X, target)), power=2))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -613,7 +613,7 @@ class AEClustering(DeepEstimator):
         if len(Z) < self.n_clusters:
             raise ValueError(f"n_samples={len(Z)} should be >= n_clusters={self.n_clusters}")
         self.autoencoder_ = autoencoder
-        for name in ("input_shape_", "n_features_in_", "arch_", "history_", "batch_size_", "epochs_"):
+        for name in ("input_shape_", "n_features_in_", "input_scale_", "arch_", "history_", "batch_size_", "epochs_"):
             setattr(self, name, getattr(autoencoder, name))
         vars(self).pop("feature_names_in_", None)
         if hasattr(autoencoder, "feature_names_in_"):  # fitted on a DataFrame

@@ -702,14 +702,15 @@ class MoA(DeepEstimator):
 
     def reconstruct(self, X) -> np.ndarray:
         """The chosen expert's reconstruction of each sample (input shape)."""
-        return self._chosen(X, 0)
+        return self._to_data_units(self._chosen(X, 0))
 
     def expert_errors(self, X) -> np.ndarray:
         """Per-sample, per-expert mean squared error E (n, M)."""
         check_is_fitted(self, "network_")
         X = self._validate_input(X, reset=False)
         self.network_.eval()
-        return self._cat(self._batched(lambda x: expert_errors(x, self.network_(x)[0]), X))
+        return self._to_data_units(self._cat(self._batched(lambda x: expert_errors(x, self.network_(x)[0]), X)),
+                                   power=2)
 
 
 __all__ = ["MoA", "LOSSES", "minimax_loss", "minimax_weights", "bound_loss", "frobenius_bound_loss"]

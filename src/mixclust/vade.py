@@ -677,7 +677,7 @@ class VaDE(DeepEstimator):
         check_is_fitted(self, "network_")
         self.network_.eval()
         with torch.no_grad():
-            return self.network_.decoder(self.network_.prior_mu).cpu().numpy()
+            return self._to_data_units(self.network_.decoder(self.network_.prior_mu).cpu().numpy())
 
     def plot_prototypes(self, ax=None):
         """Figure of the prototypes as an image grid (image input) or a heat map (tabular); returns the axes."""
@@ -689,7 +689,8 @@ class VaDE(DeepEstimator):
         if ax is None:
             _, ax = plt.subplots(figsize=(max(4, 0.9 * len(protos)), 1.8))
         if protos.ndim == 4:
-            plotting.image_grid(ax, np.clip(protos, 0, 1), 1, titles=range(len(protos)))
+            plotting.image_grid(ax, np.clip(protos / getattr(self, "input_scale_", 1.0), 0, 1), 1,
+                                titles=range(len(protos)))
         else:
             ax.imshow(protos, aspect="auto", cmap="viridis")
             ax.set_ylabel("cluster")
@@ -711,4 +712,4 @@ class VaDE(DeepEstimator):
         if Z.ndim != 2 or Z.shape[1] != self.latent_dim:
             raise ValueError(f"Z must have shape (n, {self.latent_dim}), got {Z.shape}")
         self.network_.eval()
-        return self._cat(self._batched(self.network_.decoder, Z))
+        return self._to_data_units(self._cat(self._batched(self.network_.decoder, Z)))
