@@ -503,8 +503,11 @@ def test_intensities_in_other_units_train_as_their_unit_version(make):
 def test_outputs_in_data_space_come_back_in_the_data_units(tmp_path):
     X255, _ = _intensity_images()
     X01 = X255 / np.float32(255)
-    unit = AutoEncoder(latent_dim=2, hidden=(16,), epochs=2, random_state=0, device="cpu").fit(X01)
-    scaled = AutoEncoder(latent_dim=2, hidden=(16,), epochs=2, random_state=0, device="cpu").fit(X255)
+    unit = AutoEncoder(latent_dim=2, hidden=(16,), epochs=2, random_state=0, device="cpu").fit(
+        X01, validation_data=(X01,))
+    scaled = AutoEncoder(latent_dim=2, hidden=(16,), epochs=2, random_state=0, device="cpu").fit(
+        X255, validation_data=(X255,))
+    assert scaled.history_[-1]["val_loss"] == pytest.approx(255 ** 2 * unit.history_[-1]["val_loss"], rel=1e-5)
     np.testing.assert_allclose(scaled.reconstruct(X255), 255 * unit.reconstruct(X01), rtol=1e-5)
     assert scaled.reconstruction_error(X255) == pytest.approx(255 ** 2 * unit.reconstruction_error(X01), rel=1e-5)
     np.testing.assert_allclose(scaled.transform(X255), unit.transform(X01), rtol=1e-6)
@@ -513,6 +516,8 @@ def test_outputs_in_data_space_come_back_in_the_data_units(tmp_path):
     vade = VaDE(3, latent_dim=2, hidden=(16,), pretrain_epochs=2, epochs=1, init="kmeans", partition="prior",
                 random_state=0, device="cpu").fit(X255)
     assert vade.prototypes().max() > 1.0  # decoded in 0..255, not in [0, 1]
+    del unit.input_scale_  # as an autoencoder saved before input_scale_ existed
+    assert AEClustering.from_autoencoder(unit, 3, "gmm").fit(X01).input_scale_ == 1.0
 
 
 def test_data_with_negative_values_are_used_as_given():

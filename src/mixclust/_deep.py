@@ -173,8 +173,8 @@ def keeps_global_rng(method):
             if max(abs(low), abs(high)) <= LARGE_INPUT:
                 raise
             raise FloatingPointError(
-                f"{error}. The data range from {low:.4g} to {high:.4g}: the networks train on values of about unit "
-                "size, so standardise the features (scikit-learn's StandardScaler, or --scale standard on the "
+                f"{error}. The data range from {low:.4g} to {high:.4g}, and the networks train on values of about "
+                "unit size: standardise the features (scikit-learn's StandardScaler, or --scale standard on the "
                 "command line)") from error
         finally:
             np.random.set_state(numpy_state)
@@ -540,8 +540,9 @@ class DeepEstimator(MixclustEstimator):
                              f"got shape {X.shape}")
         if reset:
             low, high = float(X.min()), float(X.max())
-            self._input_range = (low, high)  # named in the error if training then diverges
             self.input_scale_ = high if low >= 0.0 and high > 1.0 else 1.0
+            # what the network sees, named in the error if training then diverges
+            self._input_range = (low / self.input_scale_, high / self.input_scale_)
             X = self._to_unit_scale(X)
             self._data_fingerprint = data_fingerprint(X)
             self.input_shape_ = tuple(int(s) for s in X.shape[1:])

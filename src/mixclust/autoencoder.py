@@ -192,7 +192,8 @@ class AutoEncoder(DeepEstimator):
         [ConvTranspose 3x3 stride 2, ReLU] (the AE-vs-VAE source, SPEC §3); see :mod:`mixclust.nn`. No effect
         with the MLP (``arch="mlp"``, or ``"auto"``).
     loss : {"mse", "bce"}, default="mse"
-        Summed over pixels per sample, averaged over the batch. ``bce`` needs data in [0, 1].
+        Summed over pixels per sample, averaged over the batch. ``bce`` needs non-negative data (divided by
+        their maximum when it exceeds 1, ``input_scale_``).
     epochs : int or "auto", default="auto"
         ``"auto"``: at least 30 epochs and 2,000 optimiser steps (:func:`mixclust._deep.auto_epochs`; 30 on
         MNIST, 63 on 1,000 samples), so a small data set is not left with a few dozen updates. With the
@@ -224,11 +225,14 @@ class AutoEncoder(DeepEstimator):
     encoder_, decoder_ : torch.nn.Module
         The trained networks (on ``device``, in eval mode).
     history_ : list of dict
-        One dict per completed epoch: ``epoch``, ``loss`` (the training loss above, per sample),
-        ``val_loss`` (reconstruction MSE per pixel on ``X_val``, with ``validation_data``) and
-        ``seconds``.
+        One dict per completed epoch: ``epoch``, ``loss`` (the training loss above, per sample, on the data
+        divided by ``input_scale_``), ``val_loss`` (reconstruction MSE per pixel on ``X_val`` in the data's
+        units, with ``validation_data``) and ``seconds``.
     output_activation_ : {"sigmoid", "linear"}
-        Sigmoid when the training data lie in [0, 1], linear otherwise.
+        Sigmoid when the training data are non-negative (in [0, 1] after ``input_scale_``), linear otherwise.
+    input_scale_ : float
+        What every input is divided by: the training data's maximum when they are non-negative with a maximum
+        above 1 (pixels 0..255), else 1 (:meth:`mixclust._deep.DeepEstimator._validate_input`).
     input_shape_, n_features_in_, arch_ : shape of one sample, its size, resolved architecture.
     """
 
@@ -321,7 +325,8 @@ class AutoEncoder(DeepEstimator):
             mnn.init_network(module, X)
         self.encoder_, self.decoder_ = modules["encoder_"], modules["decoder_"]
         network = torch.nn.ModuleDict({"encoder": self.encoder_, "decoder": self.decoder_})
-        validate = None if X_val is None else (lambda: {"val_loss": self._mse_per_pixel(X_val)})
+        validate = None if X_val is None else (
+            lambda: {"val_loss": float(self._to_data_units(np.float64(self._mse_per_pixel(X_val)), power=2))})
         trainer = self._trainer(network, name=self._registry_name, patience=self.patience)
         self.history_ = trainer.fit(self._to_device(X), self._step, validate=validate,
                                     monitor="loss" if X_val is None else "val_loss", mode="min")
@@ -613,8 +618,9 @@ class AEClustering(DeepEstimator):
         if len(Z) < self.n_clusters:
             raise ValueError(f"n_samples={len(Z)} should be >= n_clusters={self.n_clusters}")
         self.autoencoder_ = autoencoder
-        for name in ("input_shape_", "n_features_in_", "input_scale_", "arch_", "history_", "batch_size_", "epochs_"):
+        for name in ("input_shape_", "n_features_in_", "arch_", "history_", "batch_size_", "epochs_"):
             setattr(self, name, getattr(autoencoder, name))
+        self.input_scale_ = getattr(autoencoder, "input_scale_", 1.0)  # autoencoders saved before it existed: 1
         vars(self).pop("feature_names_in_", None)
         if hasattr(autoencoder, "feature_names_in_"):  # fitted on a DataFrame
             self.feature_names_in_ = autoencoder.feature_names_in_

@@ -286,14 +286,16 @@ class MoA(DeepEstimator):
         :math:`\epsilon` added to the diagonal of the per-sample G (keeps a dead expert finite).
     ema_momentum : float, default=0.9, for ``gram="ema"``.
     competitive_scale : float or "auto", default="auto"
-        s of the ``competitive`` loss, in the units of the data. ``"auto"``: the range of X
-        (max - min over all entries, kept as ``competitive_scale_``), 1 for images in [0, 1] (the scale every
-        study ran with), and for other data the same loss as if they were rescaled to [0, 1]. A fixed s = 1
+        s of the ``competitive`` loss, in the units the networks see (the data divided by ``input_scale_``, which
+        puts non-negative data in [0, 1]). ``"auto"``: the range of those inputs (max - min over all entries,
+        kept as ``competitive_scale_``), 1 for images in [0, 1] (the scale every study ran with), and for other
+        data the same loss as if they were rescaled to [0, 1]. A fixed s = 1
         on unscaled features makes the posterior over experts a hard minimum of errors of the order of
         thousands. Measured on make_blobs (3,000 x 5, 4 centres; seeds 0 / 1): times 10, NMI 0.998 / 0.998
         with ``"auto"`` against 0.000 / 0.577 with s = 1 (every point in one cluster for seed 0); times 100,
-        0.993 / 0.621 against 0.000 / 0.583; scikit-learn's raw wine 0.378 / 0.000 against 0.000 / 0.000,
-        standardised 0.820 / 0.795 against 0.807 / 0.777 (``benchmarks/probes/probe_moa_scale.py auto 1.0``). The
+        0.993 / 0.621 against 0.000 / 0.583; scikit-learn's wine standardised 0.820 / 0.795 against 0.807 / 0.777
+        (``benchmarks/probes/probe_moa_scale.py auto 1.0``; raw wine, 0.378 / 0.000 against 0.000 / 0.000 then,
+        is now divided by its maximum first). The
         networks themselves are not scale-free, so standardise tabular features (a warning names empty
         clusters).
     switch_weight : float, default=0.01, weight of the balance term of ``switch``.

@@ -227,7 +227,8 @@ class VaDE(DeepEstimator):
     loss : {"mse", "bce"}, reconstruction likelihood.
     decoder_variance : float or "auto", default="auto"
         :math:`\sigma^2` of the Gaussian decoder (``loss="mse"``): the reconstruction term is
-        :math:`\sum_j (x_j - \hat x_j)^2 / 2\sigma^2`. ``"auto"``: the value at which the pretrained
+        :math:`\sum_j (x_j - \hat x_j)^2 / 2\sigma^2`, on the data divided by ``input_scale_`` (so in [0, 1] for
+        non-negative data). ``"auto"``: the value at which the pretrained
         autoencoder's reconstruction is worth ``latent_dim`` nats per sample,
         :math:`\sigma^2 = D\,\text{mse} / (2d)` (``decoder_variance_``), so the balance of reconstruction and KL
         (about d nats) no longer depends on the number of features D or the data's scale. Why: with a fixed
