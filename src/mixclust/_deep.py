@@ -148,6 +148,13 @@ def _shared_seed(seed: int) -> int:
     return int(distributed.broadcast(tensor).item())
 
 
+def intensity_scale(X: np.ndarray) -> float:
+    """What the deep models divide inputs by (``input_scale_``, see ``DeepEstimator._validate_input``): the
+    maximum of non-negative data whose maximum exceeds 1 (pixels 0..255), else 1."""
+    low, high = float(X.min()), float(X.max())
+    return high if low >= 0.0 and high > 1.0 else 1.0
+
+
 #: Inputs beyond +-LARGE_INPUT (after ``input_scale_``) are named as the likely cause when training diverges.
 LARGE_INPUT = 50.0
 
@@ -539,10 +546,9 @@ class DeepEstimator(MixclustEstimator):
             raise ValueError(f"X must be 2-D (n_samples, n_features) or 4-D images (n, C, H, W), "
                              f"got shape {X.shape}")
         if reset:
-            low, high = float(X.min()), float(X.max())
-            self.input_scale_ = high if low >= 0.0 and high > 1.0 else 1.0
+            self.input_scale_ = intensity_scale(X)
             # what the network sees, named in the error if training then diverges
-            self._input_range = (low / self.input_scale_, high / self.input_scale_)
+            self._input_range = (float(X.min()) / self.input_scale_, float(X.max()) / self.input_scale_)
             X = self._to_unit_scale(X)
             self._data_fingerprint = data_fingerprint(X)
             self.input_shape_ = tuple(int(s) for s in X.shape[1:])

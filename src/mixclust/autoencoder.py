@@ -325,8 +325,7 @@ class AutoEncoder(DeepEstimator):
             mnn.init_network(module, X)
         self.encoder_, self.decoder_ = modules["encoder_"], modules["decoder_"]
         network = torch.nn.ModuleDict({"encoder": self.encoder_, "decoder": self.decoder_})
-        validate = None if X_val is None else (
-            lambda: {"val_loss": float(self._to_data_units(np.float64(self._mse_per_pixel(X_val)), power=2))})
+        validate = None if X_val is None else (lambda: {"val_loss": self._mse_per_pixel(X_val)})
         trainer = self._trainer(network, name=self._registry_name, patience=self.patience)
         self.history_ = trainer.fit(self._to_device(X), self._step, validate=validate,
                                     monitor="loss" if X_val is None else "val_loss", mode="min")
@@ -338,13 +337,14 @@ class AutoEncoder(DeepEstimator):
         return {"loss": reconstruction_loss(x, self.decoder_(self.encoder_(x)), self.loss)}
 
     def _mse_per_pixel(self, X: np.ndarray, target: np.ndarray | None = None) -> float:
-        """Mean over samples and pixels of (reconstruct(X) - target)^2, accumulated in float64."""
+        """Mean over samples and pixels of (reconstruct(X) - target)^2, accumulated in float64, in the data's
+        units (X and target as :meth:`_validate_input` returns them, divided by ``input_scale_``)."""
         target = X if target is None else target
         total = 0.0
         for start, x_hat in zip(range(0, len(X), INFERENCE_BATCH), self._batched(self._reconstruct, X)):
             t = torch.as_tensor(target[start:start + INFERENCE_BATCH], device=x_hat.device)
             total += float(((x_hat - t) ** 2).sum(dtype=torch.float64))
-        return total / X.size
+        return float(self._to_data_units(np.float64(total / X.size), power=2))
 
     # -- representation and reconstruction ------------------------------------------------------------
     def _reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -391,7 +391,7 @@ class AutoEncoder(DeepEstimator):
             if target.shape != X.shape:
                 raise ValueError(f"target has shape {target.shape}, X has shape {X.shape}")
         with torch.no_grad():
-            return float(self._to_data_units(np.float64(self._mse_per_pixel(X, target)), power=2))
+            return self._mse_per_pixel(X, target)
 
 
 # ------------------------------------------------------------------------------------------------
