@@ -87,6 +87,8 @@ def test_render_shows_old_cached_vade_rows_under_todays_names(tmp_path):
                                        "seconds": 66.0, "stages": {"VaDE fit": 60.0, "partition": 6.0}}]}))
     text = study.render(tmp_path).read_text()
     assert f"| {study.METHODS[5]} | 1 | 0.940" in text and "probe" not in text.split("## mnist")[1]
+    # the fit's old stage name is read under today's, so its seeds share one row of the stage table
+    assert f"| {study.METHODS[5]} | VaDE fit (both rows) | seed 0: 60 |" in text and "| VaDE fit |" not in text
 
 
 def test_calibration_text_reads_confidence_and_accuracy_from_the_bins():
