@@ -75,3 +75,16 @@ def test_the_kept_epoch_is_the_best_validation_nmi():
     assert study._best_epoch(train, patience=5) == 2  # the first of equal bests, as early stopping keeps it
     assert study._best_epoch(train, patience=None) == 4  # no early stopping: the last epoch
     assert study._best_epoch([{"loss": 1.0}, {"loss": 0.5}], patience=5) == 2  # no validation: the last
+
+
+def test_scale_verdict_names_the_scale_whose_nmi_and_entropy_match_the_table():
+    name = "squared error averaged over pixels"
+    nmi, H = study.PUBLISHED[0.0][0], study.PUBLISHED[0.0][2]
+    cfg = {"variant_etas": (0.0,)}
+    table = {("a", 0.0): [{"seed": 0, "nmi": nmi + 0.2, "H": H + 1.0}]}
+    averaged = [{"variant": name, "eta": 0.0, "seed": 0, "nmi": nmi + 0.01, "H": H - 0.02}]
+    assert "fit the squared error averaged over the pixels" in study._scale_verdict(table, averaged, cfg)
+    far = [{**averaged[0], "nmi": nmi + 0.3, "H": H + 1.2}]
+    text = study._scale_verdict(table, far, cfg)
+    assert "fit neither scale" in text and "the summed error is nearer" in text and "(1.200 against 1.500)" in text
+    assert study._scale_verdict(table, [{**averaged[0], "seed": 5}], cfg) == ""  # no seed both ran
