@@ -241,3 +241,15 @@ def test_saved_files_get_the_usual_permissions_and_a_torch_device_parameter_is_s
     loaded = mixclust.load(tmp_path / "model")
     assert loaded.get_params()["device"] == "cpu"
     np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+
+
+def test_report_header_names_every_seed_a_study_runs(tmp_path):
+    from mixclust.reports import Report
+
+    def header(seed):
+        return Report(tmp_path, "t", "mixclust reproduce x --seed 3", seed).write().read_text().splitlines()[2]
+
+    assert header(3) == "Reproduce with `mixclust reproduce x --seed 3` (seed 3)."
+    assert header(range(3, 6)) == "Reproduce with `mixclust reproduce x --seed 3` (seeds 3-5)."
+    assert header(range(3, 4)).endswith("(seed 3).")
+    assert header(None) == "Reproduce with `mixclust reproduce x --seed 3`."

@@ -64,6 +64,15 @@ def mean_std(values) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
+def _seed_text(seed: int | range | None) -> str:
+    """" (seed 0)", or " (seeds 0-2)" for a study that runs several from its ``--seed``."""
+    if seed is None:
+        return ""
+    if isinstance(seed, range) and len(seed) > 1:
+        return f" (seeds {seed[0]}-{seed[-1]})"
+    return f" (seed {seed[0] if isinstance(seed, range) else seed})"
+
+
 class Report:
     """Markdown report with figures, written to ``out_dir/README.md``.
 
@@ -72,10 +81,10 @@ class Report:
     out_dir : folder of the report (created).
     title : first heading.
     command : the exact shell command that reproduces the report.
-    seed : the random seed the command used.
+    seed : the random seed the command used, or the seeds it runs (a range: ``--seed`` is then the first).
     """
 
-    def __init__(self, out_dir: str | os.PathLike, title: str, command: str, seed: int | None = None):
+    def __init__(self, out_dir: str | os.PathLike, title: str, command: str, seed: int | range | None = None):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._parts = [f"# {title}\n"]
@@ -83,7 +92,7 @@ class Report:
         import torch
 
         self._parts.append(
-            f"Reproduce with `{command}`" + (f" (seed {seed})" if seed is not None else "") + ".\n\n"
+            f"Reproduce with `{command}`" + _seed_text(seed) + ".\n\n"
             f"Generated {stamp} on {platform.machine()} with {os.cpu_count()} CPU cores, "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads.\n"
         )

@@ -266,7 +266,8 @@ def _readme_command(report, out_dir: Path) -> None:
 def write_report(results: dict, out_dir) -> Path:
     rows, quick, seed = results["rows"], results["quick"], results["seed"]
     command = "mixclust reproduce frontier" + (" --quick" if quick else "") + f" --seed {seed}"
-    report = Report(out_dir, "The frontier: the N2D route and VaDE with their defaults (issue 18)", command, seed)
+    report = Report(out_dir, "The frontier: the N2D route and VaDE with their defaults (issue 18)", command,
+                    range(seed, seed + (QUICK if quick else FULL)["seeds"]))
     if quick:
         report.text("_Quick mode: 900 of scikit-learn's digits stand in for MNIST and the budgets are tiny; "
                     "the numbers mean nothing._")

@@ -229,7 +229,7 @@ def write_report(results, out_dir) -> Path:
     quick, seed, cfg, p = results["quick"], results["seed"], results["cfg"], results["params"]
     command = f"mixclust reproduce moa-source{' --quick' if quick else ''} --seed {seed}"
     report = Report(out_dir, "MoA+ as the source ran it: the bound from a random start, M = 2, on the test split "
-                    "(SPEC §1, [MOA])", command, seed)
+                    "(SPEC §1, [MOA])", command, range(seed, seed + cfg["source"]["seeds"]))
     report.text(moa.VARYING_CONCENTRATIONS)
     report.text(
         f"Experts: the SPEC §1 CAE ({p['n_blocks']} x [Conv {p['filters']} 3x3, ReLU, MaxPool 2], Dense -> latent "

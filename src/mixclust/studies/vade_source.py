@@ -344,7 +344,8 @@ def _fit_text(table, cfg) -> str:
 def write_report(results, out_dir) -> Path:
     quick, seed, cfg, p, runs = results["quick"], results["seed"], results["cfg"], results["params"], results["runs"]
     command = f"mixclust reproduce vade-source{' --quick' if quick else ''} --seed {seed}"
-    report = Report(out_dir, "VaDE-H's eta sweep as the source ran it (SPEC §2, [VADE-H], issue 19)", command, seed)
+    report = Report(out_dir, "VaDE-H's eta sweep as the source ran it (SPEC §2, [VADE-H], issue 19)", command,
+                    range(seed, seed + cfg["seeds"]))
     sizes = (f"{runs[0]['n_train']:,} training images, {runs[0]['n_val']:,} of them the validation set early "
              f"stopping watches (labels used only there), scored on {runs[0]['n_test']:,} test images") if runs else \
         "the training images (a validation subset of them watched by early stopping), scored on the test images"
