@@ -314,6 +314,9 @@ def write_report(results, out_dir, data_note="") -> Path:
     p1, p2, timings = results["part1"], results["part2"], results["timings"]
     command = "mixclust reproduce aevae" + (" --quick" if quick else "") + f" --seed {seed}"
     report = Report(out_dir, "Autoencoder vs variational autoencoder (SPEC §3, [AEVAE])", command, seed)
+    report.text("The source's own decoder (transposed convolutions) at the capacity that reaches its reconstruction "
+                "errors is [reports/aevae-capacity](../aevae-capacity/README.md); its claims and its train-on-test "
+                "variant are [reports/aevae-claims](../aevae-claims/README.md).")
     ae, vae = p1["models"]["AE"], p1["models"]["VAE"]
     n_ae = ae["n_parameters"]
     quick_note = "**Quick mode** (tiny subsets, a few epochs: the numbers only check that the pipeline runs). "

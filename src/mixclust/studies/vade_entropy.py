@@ -338,6 +338,9 @@ def write_report(results, out_dir) -> Path:
     etas = list(cfg["etas"])
     command = f"mixclust reproduce vade-entropy{' --quick' if quick else ''} --seed {seed}"
     report = Report(out_dir, "VaDE with entropy-regularised soft assignments (SPEC §2, [VADE-H])", command, seed)
+    report.text("This sweep runs 3 epochs of the full objective with 2 seeds (this study's CPU budget); the source's "
+                "own protocol (up to 15 epochs, early stopping on validation NMI, 3 seeds, objectives (a) and (c)) is "
+                "[reports/vade-source](../vade-source/README.md).")
     table = summarise(sweep["runs"])
     p = sweep["params"]
     seeds = sorted({r["seed"] for r in sweep["runs"]})
