@@ -58,3 +58,20 @@ def test_train_and_test_come_from_the_same_source_when_one_split_is_missing(monk
     monkeypatch.setattr(datasets, "load", only_train)
     X_train, _, X_test, _, loaded = load_train_test("mnist", quick=True)
     assert loaded == "digits" and X_train.shape[1:] == X_test.shape[1:] == (1, 8, 8)
+
+
+def _cell(model, filters, latent, mse, seconds=3600.0):
+    return {"model": model, "filters": filters, "latent": latent, "test_mse": mse, "seconds": seconds}
+
+
+def test_ratio_and_missing_texts_follow_the_cells_run():
+    rows = [_cell("AE", 8, 16, 0.02), _cell("VAE", 8, 16, 0.01), _cell("AE", 32, 32, 0.0045),
+            _cell("VAE", 32, 32, 0.0090, seconds=7200.0), _cell("AE", 32, 64, 0.003)]
+    assert study._ratio_text(rows) == ("AE / VAE test MSE on the same network (published 0.47): 8 filters latent "
+                                       "16: 2.00; 32 filters latent 32: 0.50.")
+    text = study._missing_text(rows, [("AE", 64, 16), ("VAE", 64, 64)])
+    assert "reached with 32 filters" in text and "(64 / 32)^2 = 4x" in text and "up to 2.0 hours" in text
+    # a missing cell as narrow as the one that reaches, or a target not reached yet: no excuse is offered
+    assert study._missing_text(rows, [("VAE", 32, 64)]) == ""
+    assert study._missing_text([r for r in rows if r["model"] == "AE"], [("AE", 64, 16)]) == ""
+    assert study._missing_text(rows, []) == ""
