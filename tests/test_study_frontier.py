@@ -30,6 +30,14 @@ def test_report_has_every_method_protocol_and_figure(finished):
     assert text.count("N2D (AE 1,000 epochs") == 1
 
 
+def test_every_training_run_checkpoints_beside_the_cache(finished):
+    _, out = finished
+    runs = pickle.loads((out / "runs.pkl").read_bytes())
+    for name, protocol, seed, part in runs:
+        folder = out / ".checkpoints" / f"{name}-{protocol}-{seed}-{part}"
+        assert any(p.suffix == ".pt" for p in folder.rglob("*")), folder  # a stopped run resumes from here
+
+
 def test_route_rows_share_one_autoencoder_and_score_calibration(finished):
     _, out = finished
     runs = pickle.loads((out / "runs.pkl").read_bytes())

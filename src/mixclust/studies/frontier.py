@@ -105,8 +105,9 @@ def _scores(y, proba) -> dict:
             "degenerate": metrics.degeneracy(labels, proba.shape[1], proba)}
 
 
-def route(X_fit, X_score, y_score, seed: int, cfg: dict, log=print) -> list[dict]:
-    """The route's steps on one shared autoencoder; rows of :data:`METHODS` but VaDE."""
+def route(X_fit, X_score, y_score, seed: int, cfg: dict, log=print, checkpoint_dir=None) -> list[dict]:
+    """The route's steps on one shared autoencoder; rows of :data:`METHODS` but VaDE. ``checkpoint_dir``: the
+    autoencoder's checkpoints, so an interrupted run resumes mid-training."""
     rows = []
     started = time.perf_counter()
     flat_fit = X_fit.reshape(len(X_fit), -1)
@@ -115,7 +116,7 @@ def route(X_fit, X_score, y_score, seed: int, cfg: dict, log=print) -> list[dict
     labels = kmeans.predict(X_score.reshape(len(X_score), -1))
     rows.append({"method": METHODS[0], **metrics.external_metrics(y_score, labels), "ece": None,
                  "used": int(len(np.unique(labels))), "seconds": seconds, "stages": {"K-means": seconds}})
-    default = AEClustering(10, random_state=seed, **cfg["model"].get("aekm", {}))
+    default = AEClustering(10, random_state=seed, checkpoint_dir=checkpoint_dir, **cfg["model"].get("aekm", {}))
     started = time.perf_counter()
     autoencoder = default._make_autoencoder().fit(X_fit)
     ae_seconds = time.perf_counter() - started
@@ -131,10 +132,11 @@ def route(X_fit, X_score, y_score, seed: int, cfg: dict, log=print) -> list[dict
     return rows
 
 
-def vade(X_fit, X_score, y_score, seed: int, cfg: dict, log=print) -> list[dict]:
-    """VaDE with its defaults: the rows of the prior's gamma and of the default partition (:data:`METHODS`)."""
+def vade(X_fit, X_score, y_score, seed: int, cfg: dict, log=print, checkpoint_dir=None) -> list[dict]:
+    """VaDE with its defaults: the rows of the prior's gamma and of the default partition (:data:`METHODS`).
+    ``checkpoint_dir``: the fit's checkpoints (a run cut short resumes; the minutes then count this process only)."""
     started = time.perf_counter()
-    model = VaDE(10, random_state=seed, **cfg["model"].get("vade", {})).fit(X_fit)
+    model = VaDE(10, random_state=seed, checkpoint_dir=checkpoint_dir, **cfg["model"].get("vade", {})).fit(X_fit)
     seconds = time.perf_counter() - started
     restarts = len(getattr(model, "n_init_objectives_", [])) or 1
     rows = []
@@ -182,7 +184,10 @@ def compute(quick: bool = False, seed: int = 0, data_dir=None, cache=None, log=p
                                 loaded[name, protocol] = load(name, protocol, cfg, seed, data_dir, quick)
                             data = loaded[name, protocol]
                             log(f"{name} {protocol} seed {s}: {part}")
-                            result = route(*data, s, cfg, log) if part == "route" else vade(*data, s, cfg, log)
+                            # an hour-long fit checkpoints beside the cache, so a stopped study loses no training
+                            checkpoints = None if cache is None else \
+                                str(Path(cache).parent / ".checkpoints" / f"{name}-{protocol}-{s}-{part}")
+                            result = (route if part == "route" else vade)(*data, s, cfg, log, checkpoints)
                             runs.put(key, result)
                         rows += [{"set": name, "protocol": protocol, "seed": s, **r} for r in _read_legacy(runs[key])]
     return {"rows": rows, "quick": quick, "seed": seed, "missing": missing}
