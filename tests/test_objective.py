@@ -220,8 +220,8 @@ def test_clear_errors():
         ObjectiveClustering(5, device="cpu").fit(X[:3])
     with pytest.raises(ValueError, match="unknown objective 'kmeans'"):
         ObjectiveClustering(2, objective="kmeans").fit(X)
-    with pytest.raises(ValueError, match="2-D"):
-        ObjectiveClustering(2).fit(X.reshape(20, 1, 2))
+    with pytest.raises(ValueError, match=r"images \(n, H, W\) or \(n, C, H, W\), got shape \(20, 1, 1, 1, 2\)"):
+        ObjectiveClustering(2).fit(X.reshape(20, 1, 1, 1, 2))
     with pytest.raises(ValueError, match="Expected 2D array, got 1D array"):
         ObjectiveClustering(2).fit(X[:, 0])
     with pytest.raises(ValueError, match="centroid"):
@@ -308,3 +308,16 @@ def test_auto_budget_is_full_batch_on_small_data_and_bounded_mini_batches_on_lar
     large._resolve_budget(70000)
     steps = large.epochs_ * math.ceil(70000 / large.batch_size_)
     assert AUTO_STEPS <= steps < AUTO_STEPS + math.ceil(70000 / AUTO_ANCHORS)
+
+
+def test_images_are_clustered_as_their_flattened_pixels():
+    """(n, C, H, W) and (n, H, W) input give what the same pixels give as a table, like every deep model."""
+    rng = np.random.default_rng(0)
+    images = np.concatenate([rng.random((15, 1, 3, 3)) * 0.3, 0.7 + rng.random((15, 1, 3, 3)) * 0.3])
+    flat = images.reshape(30, -1)
+    kwargs = dict(epochs=3, init_epochs=2, n_init=1, device="cpu", random_state=0)
+    table = ObjectiveClustering(2, **kwargs).fit(flat)
+    for shaped in (images, images[:, 0]):
+        model = ObjectiveClustering(2, **kwargs).fit(shaped)
+        assert model.n_features_in_ == 9
+        np.testing.assert_allclose(model.predict_proba(shaped), table.predict_proba(flat), atol=1e-6)

@@ -252,6 +252,8 @@ def build_network(n_features: int, n_outputs: int, hidden, activation: str) -> n
 class ObjectiveClustering(DeepEstimator):
     r"""Clustering by a small network trained on an unsupervised objective (SPEC §5).
 
+    Input: a table (n, D), or images (n, H, W) / (n, C, H, W), which it reads as their D flattened pixels.
+
     Parameters
     ----------
     n_clusters : int, default=2
@@ -397,9 +399,11 @@ class ObjectiveClustering(DeepEstimator):
     def _check_X(self, X, reset: bool) -> np.ndarray:
         _check_feature_names(self, X, reset=reset)  # a DataFrame's columns become feature_names_in_
         X = as_float_array(X, min_samples=2 if reset else 1)
+        if X.ndim in (3, 4):  # images (n, H, W) or (n, C, H, W): the objective sees their pixels as features
+            X = X.reshape(len(X), -1)
         if X.ndim != 2:
-            raise ValueError(f"{type(self).__name__} takes 2-D input (n_samples, n_features), got shape "
-                             f"{X.shape}; flatten images first (X.reshape(len(X), -1))")
+            raise ValueError(f"{type(self).__name__} takes a table (n_samples, n_features) or images (n, H, W) or "
+                             f"(n, C, H, W), got shape {X.shape}")
         if reset:
             if len(X) < max(2, self.n_clusters):
                 raise ValueError(f"n_samples={len(X)} should be >= n_clusters={self.n_clusters} (and >= 2)")
