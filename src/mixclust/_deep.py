@@ -148,10 +148,9 @@ def _shared_seed(seed: int) -> int:
     return int(distributed.broadcast(tensor).item())
 
 
-def intensity_scale(X: np.ndarray) -> float:
-    """What the deep models divide inputs by (``input_scale_``, see ``DeepEstimator._validate_input``): the
-    maximum of non-negative data whose maximum exceeds 1 (pixels 0..255), else 1."""
-    low, high = float(X.min()), float(X.max())
+def intensity_scale(low: float, high: float) -> float:
+    """What the deep models divide inputs by (``input_scale_``, see ``DeepEstimator._validate_input``), from the
+    data's minimum and maximum: the maximum of non-negative data whose maximum exceeds 1 (pixels 0..255), else 1."""
     return high if low >= 0.0 and high > 1.0 else 1.0
 
 
@@ -546,9 +545,10 @@ class DeepEstimator(MixclustEstimator):
             raise ValueError(f"X must be 2-D (n_samples, n_features) or 4-D images (n, C, H, W), "
                              f"got shape {X.shape}")
         if reset:
-            self.input_scale_ = intensity_scale(X)
+            low, high = float(X.min()), float(X.max())
+            self.input_scale_ = intensity_scale(low, high)
             # what the network sees, named in the error if training then diverges
-            self._input_range = (float(X.min()) / self.input_scale_, float(X.max()) / self.input_scale_)
+            self._input_range = (low / self.input_scale_, high / self.input_scale_)
             X = self._to_unit_scale(X)
             self._data_fingerprint = data_fingerprint(X)
             self.input_shape_ = tuple(int(s) for s in X.shape[1:])

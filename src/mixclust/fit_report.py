@@ -162,7 +162,7 @@ def write_fit_report(out_dir, model_name: str, X: np.ndarray, proba: np.ndarray,
                                       f"{(entropy < 0.1).mean():.0%} of samples below 0.1")
 
     if X.ndim == 4 and X.shape[1] in (1, 3):
-        shown = X / intensity_scale(X)  # 0..255 pixels as the deep models see them
+        shown = X / intensity_scale(float(X.min()), float(X.max()))  # 0..255 pixels as the deep models see them
         images, captions = _members(np.clip(shown, 0, 1), proba, labels)
         rows = len(captions)
         fig, ax = plt.subplots(figsize=(0.5 * (2 * MEMBERS_SHOWN + 1) + 1.5, 0.55 * rows + 0.6))

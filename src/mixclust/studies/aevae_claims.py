@@ -162,7 +162,7 @@ def write_report(results, out_dir) -> Path:
                 "(last row: clean images and their plain reconstructions).")
     report.table(rows)
     if {"AE", "VAE"} <= set(proper):
-        wins = sum(proper["VAE"]["denoised_accuracy"][s] > proper["AE"]["denoised_accuracy"][s] for s in cfg["noise"])
+        wins = _verdicts(proper, cfg["noise"])["VAE wins"]
         report.text(f"[AEVAE]'s claim, the VAE more often gives the right digit: the VAE's denoised images are read "
                     f"correctly more often than the AE's at {wins} of {len(cfg['noise'])} noise levels, so the claim "
                     f"{'holds' if 2 * wins > len(cfg['noise']) else 'does not hold'} here (one seed).")
@@ -180,7 +180,7 @@ def write_report(results, out_dir) -> Path:
                    "silhouette of the classes (higher: better separated)": r["silhouette"]}
                   for name, r in proper.items()])
     if {"AE", "VAE"} <= set(proper):
-        more = "AE" if proper["AE"]["compactness"] < proper["VAE"]["compactness"] else "VAE"
+        more = _verdicts(proper, cfg["noise"])["more compact"]
         apart = "AE" if proper["AE"]["silhouette"] > proper["VAE"]["silhouette"] else "VAE"
         report.text(f"[AEVAE] claims the AE's clouds are the more compact. By the scale-free ratio the {more}'s "
                     f"classes are ({proper['AE']['compactness']:.3f} AE, {proper['VAE']['compactness']:.3f} VAE), so "

@@ -274,8 +274,9 @@ def _readme_command(report, out_dir: Path) -> None:
 def write_report(results: dict, out_dir) -> Path:
     rows, quick, seed = results["rows"], results["quick"], results["seed"]
     command = "mixclust reproduce frontier" + (" --quick" if quick else "") + f" --seed {seed}"
+    cfg = QUICK if quick else FULL
     report = Report(out_dir, "The frontier: the N2D route and VaDE with their defaults (issue 18)", command,
-                    range(seed, seed + (QUICK if quick else FULL)["seeds"]))
+                    range(seed, seed + cfg["seeds"]))
     if quick:
         report.text("_Quick mode: 900 of scikit-learn's digits stand in for MNIST and the budgets are tiny; "
                     "the numbers mean nothing._")
@@ -290,7 +291,6 @@ def write_report(results: dict, out_dir) -> Path:
                 "latent means of the fitted images, mapped to the scored ones by their 15 nearest fitted codes; "
                 "both rows show the minutes of that fit. Runs cached before the partition was VaDE's default "
                 "computed it as a probe after the fit, and are shown under today's names.")
-    cfg = QUICK if quick else FULL
     report.text(f"Seeds: VaDE, the frontier model, runs {cfg['seeds']} seed(s) on every set and protocol; K-means and "
                 f"the route's ablation run "
                 + (f"seed {seed} only" if cfg["route_seeds"] == 1 else f"the first {cfg['route_seeds']}")

@@ -30,9 +30,8 @@ from . import threads as study_threads
 DESCRIPTION = ("MoA+ (mixture of conv autoencoder experts, minimax loss) vs blend/competitive/switch/bounds on "
                "MNIST and spoken digits, M = 2 and 10")
 
-#: [MOA] on MNIST (70,000 images, M = 2): loss -> (MSE, NMI).
-#: [MOA]'s MoE (``blend``) and MoA+ at M = 2, MSE and NMI. The source trained MoA+ with the bound ("we use the
-#: known upper bound for M = 2 as the training objective"), so its row is ``bound``'s, not ``minimax``'s.
+#: [MOA] on MNIST (70,000 images, M = 2): loss -> (MSE, NMI), its MoE as ``blend`` and its MoA+ as ``bound``: the
+#: source trained MoA+ with the bound ("we use the known upper bound for M = 2 as the training objective").
 PUBLISHED = {"blend": (0.013, 0.000), "bound": (0.015, 0.276)}
 PUBLISHED_AUDIO = {"blend": 0.023, "bound": 0.127}
 TARGET_NMI = {2: 0.35, 10: 0.6}

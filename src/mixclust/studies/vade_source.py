@@ -398,6 +398,17 @@ def write_report(results, out_dir) -> Path:
     return report.write()
 
 
+def _sweep_run(table, eta, seed) -> dict | None:
+    """The sweep's objective-(a) run of ``eta`` and ``seed`` (the one a variant is compared with), or None."""
+    return next((b for b in table.get(("a", eta), []) if b["seed"] == seed), None)
+
+
+def _variant_pairs(table, variants, variant, eta) -> list[tuple[dict, dict]]:
+    """(variant run, sweep run) of every seed both ran, for ``variant`` at ``eta``."""
+    pairs = [(r, _sweep_run(table, eta, r["seed"])) for r in variants if r["variant"] == variant and r["eta"] == eta]
+    return [(r, b) for r, b in pairs if b is not None]
+
+
 def _variants_section(report, table, variants, cfg) -> None:
     """Each variant against the sweep's run of the same seed and eta (objective (a))."""
     if not variants:
@@ -410,7 +421,7 @@ def _variants_section(report, table, variants, cfg) -> None:
                 "Published at each eta: NMI / ARI / H / confidence.")
     rows = []
     for r in variants:
-        same = next((b for b in table.get(("a", r["eta"]), []) if b["seed"] == r["seed"]), None)
+        same = _sweep_run(table, r["eta"], r["seed"])
         rows.append({"variant": r["variant"], "eta": f"{r['eta']:g}", "seed": r["seed"], "NMI": r["nmi"],
                      "H": r["H"], "confidence": r["confidence"], "epochs": r["epochs_run"],
                      "sweep's NMI / H / conf": "not run yet" if same is None else
@@ -420,9 +431,7 @@ def _variants_section(report, table, variants, cfg) -> None:
     lines = []
     for variant in dict.fromkeys(r["variant"] for r in variants):
         for eta in cfg["variant_etas"]:
-            pairs = [(r, next((b for b in table.get(("a", eta), []) if b["seed"] == r["seed"]), None))
-                     for r in variants if r["variant"] == variant and r["eta"] == eta]
-            pairs = [(r, b) for r, b in pairs if b is not None]
+            pairs = _variant_pairs(table, variants, variant, eta)
             if pairs:
                 lines.append(f"{variant}, eta {eta:g}, {len(pairs)} seed(s): NMI "
                              f"{np.mean([r['nmi'] for r, _ in pairs]):.3f} against the sweep's "
@@ -443,9 +452,7 @@ def _scale_verdict(table, variants, cfg) -> str:
     name = next(v for v, params in VARIANTS.items() if params.get("decoder_variance") == PER_PIXEL)
     gaps, parts = {"summed": [], "averaged": []}, []
     for eta in cfg["variant_etas"]:
-        pairs = [(r, next((b for b in table.get(("a", eta), []) if b["seed"] == r["seed"]), None))
-                 for r in variants if r["variant"] == name and r["eta"] == eta]
-        pairs = [(r, b) for r, b in pairs if b is not None]
+        pairs = _variant_pairs(table, variants, name, eta)
         if not pairs:
             continue
         nmi, H = PUBLISHED[eta][0], PUBLISHED[eta][2]
