@@ -218,10 +218,10 @@ def test_fit_writes_a_report_with_figures_and_no_report_skips_it(tmp_path, capsy
 
 def test_entropy_is_per_sample_and_fast_fits_get_a_pca_map():
     from mixclust.fit_report import map_method
-    from mixclust.metrics import entropies
+    from mixclust.metrics import entropy
 
     proba = np.array([[1.0, 0.0], [0.5, 0.5]])
-    np.testing.assert_allclose(entropies(proba), [0.0, np.log(2)])
+    np.testing.assert_allclose(entropy(proba), [0.0, np.log(2)])
     assert map_method(1.0) == "pca" and map_method(120.0) == "umap"
 
 

@@ -153,7 +153,7 @@ def write_fit_report(out_dir, model_name: str, X: np.ndarray, proba: np.ndarray,
     ax.legend(fontsize=8)
     report.figure(fig, "sizes.png", "cluster sizes (dashed: equal sizes)")
 
-    entropy = metrics.entropies(proba)
+    entropy = metrics.entropy(proba)
     fig, ax = plt.subplots(figsize=(5, 3))
     ax.hist(entropy, bins=40, range=(0, max(np.log(K), 1e-6)), color="tab:orange")
     ax.set_xlabel("entropy of the soft assignment (nats; ln K at the right edge)")

@@ -91,15 +91,15 @@ def confusion_table(y_true, y_pred) -> dict:
     return {"labels": classes.tolist(), "clusters": clusters.tolist(), "percent": percent, "counts": table}
 
 
-def entropies(proba) -> np.ndarray:
+def entropy(proba) -> np.ndarray:
     r"""Per-sample entropy (nats) of soft assignments (n, K): :math:`H_i = -\sum_k \gamma_{ik} \ln \gamma_{ik}`
     (0 = certain, :math:`\ln K` = uniform; :math:`0 \ln 0 = 0`)."""
     proba = np.asarray(proba, dtype=np.float64)
     return -(proba * np.log(np.where(proba > 0, proba, 1.0))).sum(axis=1)
 
 
-def soft_assignment_metrics(proba) -> dict:
-    """Mean entropy (nats), mean confidence (max probability), hard cluster sizes and balance."""
+def check_proba(proba) -> np.ndarray:
+    """``proba`` as float64 (n, K) soft assignments, or a ValueError naming what is wrong with it."""
     proba = np.asarray(proba, dtype=np.float64)
     if proba.ndim != 2:
         raise ValueError(f"proba must be 2-D (n_samples, n_clusters), got shape {proba.shape}")
@@ -107,21 +107,20 @@ def soft_assignment_metrics(proba) -> dict:
         raise ValueError("proba contains NaN or infinite values")
     if (proba < 0).any() or not np.allclose(proba.sum(axis=1), 1.0, atol=1e-4):
         raise ValueError("proba must hold probabilities: non-negative rows that sum to 1")
-    entropy = entropies(proba)
+    return proba
+
+
+def soft_assignment_metrics(proba) -> dict:
+    """Mean entropy (nats), mean confidence (max probability), hard cluster sizes and balance."""
+    proba = check_proba(proba)
+    entropies = entropy(proba)
     sizes = np.bincount(proba.argmax(axis=1), minlength=proba.shape[1])
     return {
-        "mean_entropy": float(entropy.mean()),
+        "mean_entropy": float(entropies.mean()),
         "mean_confidence": float(proba.max(axis=1).mean()),
         "cluster_sizes": sizes.tolist(),
         "balance": float(sizes.min() / sizes.max()) if sizes.max() > 0 else 0.0,
     }
-
-
-def entropy(proba) -> np.ndarray:
-    """Per-sample entropy of soft assignments in nats, shape (n,)."""
-    proba = np.asarray(proba, dtype=np.float64)
-    safe = np.where(proba > 0, proba, 1.0)
-    return -np.sum(proba * np.log(safe), axis=1)
 
 
 #: Triggers of :func:`degeneracy`: a cluster is "small" below ``SMALL_CLUSTER / K`` of the samples; one cluster
