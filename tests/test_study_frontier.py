@@ -118,7 +118,8 @@ def test_render_shows_the_few_label_calibration_evidence_when_present(tmp_path):
     assert "Calibration with a few labels" not in study.render(tmp_path).read_text()
     (tmp_path / study.FEW_LABEL_EVIDENCE).write_text(
         '{"model": "vade", "set": "digits", "n": 1797, "nmi": 0.886, "acc": 0.8687, "ece": 0.1013}\n'
-        '{"model": "vade", "set": "digits", "labelled": 100, "draws": 20, "ece_before": 0.1016, '
-        '"ece_after_mean": 0.0754, "ece_after_std": 0.0125, "ece_after_worst": 0.1017, "temperature_median": 5.821}\n')
+        '{"model": "vade", "set": "digits", "labelled": 100, "method": "smoothing", "draws": 20, "ece_before": '
+        '0.1016, "ece_after_mean": 0.0754, "ece_after_std": 0.0125, "ece_after_worst": 0.1017, '
+        '"temperature_median": 1.0, "smoothing_median": 0.0812}\n')
     text = study.render(tmp_path).read_text()
-    assert "| vade | digits | 0.869 | 100 | 0.102 | 0.075 ± 0.013 | 0.102 | 5.82 |" in text
+    assert "| vade | digits | 0.869 | 100 | smoothing | 0.102 | 0.075 ± 0.013 | 0.102 | 1.00 | 0.081 |" in text

@@ -265,17 +265,21 @@ def _few_label_calibration(report, out_dir: Path) -> None:
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     fits = {(r["model"], r["set"]): r for r in lines if "labelled" not in r}
     report.section("Calibration with a few labels")
-    report.text("`mixclust.TemperatureScaling` fits one temperature T on a few labelled samples (the likelihood "
-                "of correctness given confidence) and tempers every row, `softmax(ln gamma / T)`; the argmax, "
-                "and so NMI and ACC, do not move. Each row: 20 random draws of the labelled samples; ECE is "
-                "measured on all the other samples, never on those T saw (suite sets: the model's seed 0; "
-                "`frontier:SET:PROTOCOL:SEED`: this study's VaDE fit of that seed, read from its checkpoints; "
+    report.text("`mixclust.FewLabelCalibrator` fits a temperature T, a share alpha of the uniform assignment "
+                "(smoothing) or both on a few labelled samples, by the likelihood of correctness given confidence, "
+                "and maps every row to `(1 - alpha) softmax(ln gamma / T) + alpha / K`; the argmax, and so NMI and "
+                "ACC, do not move. Each row: 20 random draws of the labelled samples, the same draws for every "
+                "method; ECE is measured on all the other samples, never on those the calibrator saw (suite sets: "
+                "the model's seed 0; `frontier:SET:PROTOCOL:SEED`: this study's VaDE fit of that seed, read from "
+                "its checkpoints; "
                 f"`benchmarks/probes/probe_few_label_calibration.py`, [{FEW_LABEL_EVIDENCE}]({FEW_LABEL_EVIDENCE})). "
                 f"Target ECE {TARGET_ECE}.")
     report.table([{"model": r["model"], "data": r["set"], "ACC": f"{fits[r['model'], r['set']]['acc']:.3f}",
-                   "labelled": r["labelled"], "ECE before": f"{r['ece_before']:.3f}",
+                   "labelled": r["labelled"], "method": r.get("method", "temperature"),
+                   "ECE before": f"{r['ece_before']:.3f}",
                    "ECE after (mean ± std)": f"{r['ece_after_mean']:.3f} ± {r['ece_after_std']:.3f}",
-                   "worst draw": f"{r['ece_after_worst']:.3f}", "median T": f"{r['temperature_median']:.2f}"}
+                   "worst draw": f"{r['ece_after_worst']:.3f}", "median T": f"{r['temperature_median']:.2f}",
+                   "median alpha": f"{r.get('smoothing_median', 0.0):.3f}"}
                   for r in lines if "labelled" in r])
 
 
