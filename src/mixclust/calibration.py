@@ -30,9 +30,10 @@ the order of every row, so labels, NMI and accuracy do not move: only the confid
 
 Why smoothing is the default: a temperature moves a confident row and an unsure one by the same factor in log
 space, so when the model is over-confident on its clear rows and about right on its unsure ones (clusters that
-merge classes), no single T fits both. Mixing in the uniform assignment lowers the clear rows most. Measured on
-the defaults of VaDE with 100 labels (``benchmarks/probes/probe_few_label_calibration.py``; reports/frontier,
-"Calibration with a few labels").
+merge classes), no single T fits both; mixing in the uniform assignment lowers the clear rows most. With 100
+labels, on 10 (model, data set) pairs of VaDE's and aekm's defaults, smoothing was the best or within 0.008 of
+it on all 10 (ECE 0.009-0.065), a temperature alone 0.04-0.10 worse on 8 (``benchmarks/probes/
+probe_few_label_calibration.py``; reports/frontier, "Calibration with a few labels"; docs/guide/calibration.md).
 """
 
 from __future__ import annotations
