@@ -2,8 +2,7 @@
 calibrate a model's soft assignments (issue 18)? For each data set, the model with its defaults (seed 0) gives
 ``proba``; then, for each number of labelled samples, 20 random draws (the same draws for every method): the
 calibrator is fitted on the drawn samples and ECE is measured on all the others (never on the samples it saw),
-before and after. ACC and NMI do not move (the argmax
-of every row is kept).
+before and after. ACC and NMI do not move (the argmax of every row is kept).
 
 A data set is a suite set (``digits``, ``fashion-5k``, ...) or ``frontier:SET:PROTOCOL:SEED`` (``mnist`` or
 ``fashion``, ``all`` or ``test``): the frontier study's data, reusing the VaDE checkpoints that
@@ -75,12 +74,12 @@ def main(model_name: str, set_names: list[str]) -> None:
         for n_labelled in LABELLED:
             rng = np.random.default_rng(n_labelled)
             draws = [rng.choice(len(y), n_labelled, replace=False) for _ in range(DRAWS)]
+            rests = [np.setdiff1d(np.arange(len(y)), few) for few in draws]
+            before = [metrics.expected_calibration_error(y[rest], proba[rest]) for rest in rests]
             for method in METHODS:
-                before, after, fitted = [], [], []
-                for few in draws:
-                    rest = np.setdiff1d(np.arange(len(y)), few)
+                after, fitted = [], []
+                for few, rest in zip(draws, rests):
                     calibrator = FewLabelCalibrator(method).fit(proba[few], y[few])
-                    before.append(metrics.expected_calibration_error(y[rest], proba[rest]))
                     after.append(metrics.expected_calibration_error(y[rest], calibrator.transform(proba[rest])))
                     fitted.append((calibrator.temperature_, calibrator.smoothing_))
                 print(json.dumps({"model": model_name, "set": set_name, "labelled": n_labelled, "method": method,

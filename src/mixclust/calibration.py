@@ -24,7 +24,7 @@ others stay at :math:`T = 1`, :math:`\alpha = 0` (the identity). They are fitted
     \qquad c'_i = \max_k \gamma'_{ik}(T, \alpha),
 
 where :math:`r_i = 1` when the label matched to sample *i*'s cluster (Hungarian matching on the labelled
-samples, :func:`mixclust.metrics.cluster_label_mapping`) is its label. This is the likelihood of the quantity
+samples, :func:`mixclust.metrics.matched_correct`) is its label. This is the likelihood of the quantity
 ECE scores, and it stays defined when a class has no cluster (K below the number of classes). Both maps keep
 the order of every row, so labels, NMI and accuracy do not move: only the confidences do.
 
@@ -63,6 +63,11 @@ def recalibrate(proba, temperature: float = 1.0, smoothing: float = 0.0) -> np.n
         raise ValueError(f"temperature must be positive, got {temperature!r}")
     if not 0.0 <= smoothing < 1.0:
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
+    return _recalibrate(proba, temperature, smoothing)
+
+
+def _recalibrate(proba: np.ndarray, temperature: float, smoothing: float) -> np.ndarray:
+    """:func:`recalibrate` of already validated ``proba`` (the fit calls it at every step of its search)."""
     if temperature != 1.0:
         proba = np.exp(log_softmax(np.log(np.maximum(proba, PROBA_FLOOR)) / temperature, axis=1))
     return (1.0 - smoothing) * proba + smoothing / proba.shape[1]
@@ -84,7 +89,6 @@ class FewLabelCalibrator:
     Attributes
     ----------
     temperature_, smoothing_ : the fitted :math:`T` (above 1: the model was over-confident) and :math:`\\alpha`.
-    mapping_ : the matching of clusters to labels they were fitted with.
     labelled_accuracy_ : the share of labelled samples whose cluster's matched label is theirs.
 
     Examples
@@ -106,22 +110,20 @@ class FewLabelCalibrator:
             raise ValueError(f"y must be 1-D with one label per row of proba ({len(proba)}), got shape {y.shape}")
         if len(y) < MIN_LABELLED:
             raise ValueError(f"calibration needs at least {MIN_LABELLED} labelled samples, got {len(y)}")
-        clusters = proba.argmax(axis=1)
-        self.mapping_ = metrics.cluster_label_mapping(y, clusters)
-        correct = np.array([self.mapping_[c] for c in clusters.tolist()]) == y
+        correct = metrics.matched_correct(y, proba.argmax(axis=1))
         self.temperature_, self.smoothing_ = 1.0, 0.0
         if method == "smoothing":
             self.smoothing_ = float(minimize_scalar(
-                lambda a: _correctness_nll(recalibrate(proba, smoothing=a).max(axis=1), correct),
+                lambda a: _correctness_nll(_recalibrate(proba, 1.0, a).max(axis=1), correct),
                 bounds=(0.0, 1.0 - 1e-9), method="bounded", options={"xatol": 1e-6}).x)
         elif method == "temperature":
             self.temperature_ = float(np.exp(minimize_scalar(
-                lambda t: _correctness_nll(recalibrate(proba, np.exp(t)).max(axis=1), correct),
+                lambda t: _correctness_nll(_recalibrate(proba, np.exp(t), 0.0).max(axis=1), correct),
                 bounds=LOG_T_BOUNDS, method="bounded", options={"xatol": 1e-4}).x))
         else:  # (log T, logit alpha), from a few starts: the surface has flat valleys
             def loss(p):
                 log_t = np.clip(p[0], *LOG_T_BOUNDS)
-                return _correctness_nll(recalibrate(proba, np.exp(log_t), expit(p[1])).max(axis=1), correct)
+                return _correctness_nll(_recalibrate(proba, np.exp(log_t), expit(p[1])).max(axis=1), correct)
             best = min((minimize(loss, start, method="Nelder-Mead") for start in ([0.0, -4.0], [1.5, -2.0],
                                                                                    [0.0, 0.0])),
                        key=lambda r: r.fun)

@@ -80,6 +80,11 @@ def match_clusters(y_true, y_pred) -> np.ndarray:
     return np.array([mapping[c] for c in _labels(y_pred, "y_pred").tolist()])
 
 
+def matched_correct(y_true, y_pred) -> np.ndarray:
+    """Per sample, whether its cluster's label under :func:`cluster_label_mapping` is its label (bool, (n,))."""
+    return match_clusters(y_true, y_pred) == np.asarray(y_true)
+
+
 def confusion_table(y_true, y_pred) -> dict:
     """Percentage of each true label in each cluster (columns sum to 100).
 
@@ -208,7 +213,7 @@ def calibration_bins(y_true, proba, n_bins: int = ECE_BINS) -> dict:
     reliability diagram.
     """
     proba = np.asarray(proba, dtype=np.float64)
-    correct = match_clusters(y_true, proba.argmax(axis=1)) == np.asarray(y_true)
+    correct = matched_correct(y_true, proba.argmax(axis=1))
     confidence = proba.max(axis=1)
     bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
     count = np.bincount(bins, minlength=n_bins)

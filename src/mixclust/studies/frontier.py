@@ -275,11 +275,11 @@ def _few_label_calibration(report, out_dir: Path) -> None:
                 f"`benchmarks/probes/probe_few_label_calibration.py`, [{FEW_LABEL_EVIDENCE}]({FEW_LABEL_EVIDENCE})). "
                 f"Target ECE {TARGET_ECE}.")
     report.table([{"model": r["model"], "data": r["set"], "ACC": f"{fits[r['model'], r['set']]['acc']:.3f}",
-                   "labelled": r["labelled"], "method": r.get("method", "temperature"),
+                   "labelled": r["labelled"], "method": r["method"],
                    "ECE before": f"{r['ece_before']:.3f}",
                    "ECE after (mean ± std)": f"{r['ece_after_mean']:.3f} ± {r['ece_after_std']:.3f}",
                    "worst draw": f"{r['ece_after_worst']:.3f}", "median T": f"{r['temperature_median']:.2f}",
-                   "median alpha": f"{r.get('smoothing_median', 0.0):.3f}"}
+                   "median alpha": f"{r['smoothing_median']:.3f}"}
                   for r in lines if "labelled" in r])
 
 
